@@ -1,0 +1,175 @@
+//! The data that crosses the [`crate::VpsClient`] trait.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use vps_primitives::{
+    OsId, PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId,
+};
+
+/// The cloud-init document (or script) handed to a new instance.
+///
+/// It holds the VPS's private host key, so its `Debug` output shows only its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserData(String);
+
+impl UserData {
+    /// Wraps the plain-text document; providers encode it as their API needs.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The plain text. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for UserData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserData(<{} bytes, redacted>)", self.0.len())
+    }
+}
+
+/// Everything needed to order one instance.
+#[derive(Clone, Debug)]
+pub struct CreateInstanceRequest {
+    /// Label and hostname of the instance, e.g. `mngr-my-agent`.
+    pub label: String,
+    /// Where it runs.
+    pub region: RegionId,
+    /// Its size.
+    pub plan: PlanId,
+    /// Its operating-system image.
+    pub os: OsId,
+    /// The cloud-init user_data, in plain text.
+    pub user_data: UserData,
+    /// Keys the provider installs in root's `authorized_keys`.
+    pub ssh_key_ids: Vec<SshKeyId>,
+    /// Tags on the instance; discovery lists instances by them.
+    pub tags: Vec<Tag>,
+    /// TCP ports the host needs reachable (22 and the container's SSH port). A cloud
+    /// provider opens them in its firewall; a local one publishes them.
+    pub ports: Vec<u16>,
+}
+
+/// What a provider knows of one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceInfo {
+    /// The provider's id.
+    pub id: VpsInstanceId,
+    /// Its label.
+    pub label: String,
+    /// Its status.
+    pub status: VpsInstanceStatus,
+    /// Its tags.
+    pub tags: Vec<Tag>,
+    /// Its main IPv4 address, once it has one.
+    pub address: Option<IpAddr>,
+}
+
+/// The progress of a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotStatus {
+    /// Being taken.
+    Pending,
+    /// Ready to use.
+    Complete,
+    /// Anything else the provider says.
+    Unknown,
+}
+
+/// One provider-level snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The provider's id.
+    pub id: VpsSnapshotId,
+    /// The description given at creation.
+    pub description: String,
+    /// Its progress.
+    pub status: SnapshotStatus,
+    /// When it was taken, as the provider wrote it (RFC 3339 for Vultr).
+    pub created_at: Option<String>,
+}
+
+/// One registered SSH key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshKeyInfo {
+    /// The provider's id.
+    pub id: SshKeyId,
+    /// The name given at upload.
+    pub name: String,
+    /// The public key, one OpenSSH line.
+    pub public_key: String,
+}
+
+/// Why a provider call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VpsClientError {
+    /// The instance, snapshot or key does not exist (any more).
+    #[error("{kind} {id} not found at the provider")]
+    NotFound {
+        /// `instance`, `snapshot` or `SSH key`.
+        kind: &'static str,
+        /// The id that was asked for.
+        id: String,
+    },
+    /// The provider answered with an error that retrying will not fix.
+    #[error("provider API error {status}: {message}")]
+    Api {
+        /// The HTTP status (or an equivalent code).
+        status: u16,
+        /// The provider's own message.
+        message: String,
+    },
+    /// The provider could not be reached, or answered with an error that may pass
+    /// (rate limit, 5xx), after the implementation's retries ran out.
+    #[error("provider unreachable or overloaded: {message}")]
+    Transient {
+        /// What happened on the last attempt.
+        message: String,
+    },
+    /// The instance exists but is not ready for what was asked (no address yet, say).
+    #[error("instance {id} is not ready: {message}")]
+    NotReady {
+        /// The instance.
+        id: VpsInstanceId,
+        /// What is missing.
+        message: String,
+    },
+    /// A wait ran past its deadline.
+    #[error("instance {id} was not {wanted} after {waited_secs:.0}s; last seen {last_seen}")]
+    Timeout {
+        /// The instance.
+        id: VpsInstanceId,
+        /// What was waited for, e.g. `active and reachable`.
+        wanted: &'static str,
+        /// How long was waited.
+        waited_secs: f64,
+        /// The last status or error seen, for the user to act on.
+        last_seen: String,
+    },
+    /// The provider's answer could not be understood.
+    #[error("unexpected answer from the provider: {0}")]
+    InvalidResponse(String),
+    /// The client is not configured to work (missing API key, bad URL, …).
+    #[error("provider configuration: {0}")]
+    Config(String),
+    /// The backend behind the client failed (a local Docker engine, say).
+    #[error("{message}")]
+    Backend {
+        /// What failed, for the user.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl VpsClientError {
+    /// Whether trying the same call again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. } | Self::NotReady { .. })
+    }
+}

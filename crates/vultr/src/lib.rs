@@ -1,0 +1,3 @@
+//! `VultrClient`: the `VpsClient` on the Vultr API v2.
+//!
+//! Filled in by the `vultr` issue.
