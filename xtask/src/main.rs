@@ -1,1 +1,301 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>`:
+//!
+//! | task | what it does |
+//! |---|---|
+//! | `images` | builds the local images the tests and `local-vps` need (skipped when present) |
+//! | `unit` | unit tests and doc tests: no Docker needed |
+//! | `integration` | images, then the integration tests (needs a Docker engine) |
+//! | `test` | images, then every test: unit, doc and integration |
+//! | `ci` | `fmt --check`, `clippy -D warnings`, `cargo deny`, docs without warnings, then `test` |
+//! | `bench [ssh]` | benchmarks, printed side by side |
+//! | `clean` | removes containers, volumes and networks left by test runs |
+//!
+//! Everything the tests create carries the label `com.imbue.mngr.test-run=<run id>`; `test`
+//! removes what carries its run id when it ends, whether the tests passed or not.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use local_vps_images::{Image, Privilege, ensure_image};
+
+/// Label key on every container, volume and network a test creates.
+const RUN_LABEL: &str = "com.imbue.mngr.test-run";
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let rest = &args[args.len().min(1)..];
+    let result = match task {
+        "images" => images().map(|_| ()),
+        "unit" => unit(rest),
+        "integration" => integration(rest),
+        "test" => test(rest),
+        "ci" => ci(),
+        "bench" => bench(rest),
+        "clean" => clean(None),
+        "help" | "--help" | "-h" => {
+            println!("{}", usage());
+            Ok(())
+        }
+        other => Err(format!("unknown task `{other}`\n{}", usage())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() -> &'static str {
+    "usage: cargo xtask <images | unit | integration | test | ci | bench [ssh] | clean> [-- extra nextest args]"
+}
+
+/// Runs a command with inherited output; an error names the command and its exit status.
+fn run(cmd: &mut Command) -> Result {
+    eprintln!("$ {}", display(cmd));
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run `{}`: {e}", display(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({status})", display(cmd)))
+    }
+}
+
+fn display(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn require_docker() -> Result {
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .map_err(|e| format!("the `docker` CLI is not installed ({e}); install docker.io"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "no Docker engine is reachable: `docker info` says: {}\n\
+             Start one (as root: `dockerd >/var/log/dockerd.log 2>&1 &`) or run `bash .ci/run`, \
+             which installs and starts it. Unit tests alone: `cargo xtask unit`.",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Builds every image that is missing; returns how `--privileged` is granted here.
+fn images() -> Result<Privilege> {
+    require_docker()?;
+    let started = Instant::now();
+    for image in Image::ALL {
+        let tag = ensure_image(image, &mut |line| eprintln!("  [{}] {line}", image.name()))
+            .map_err(|e| e.to_string())?;
+        println!("{:<16} {tag}", image.name());
+    }
+    let privilege = Privilege::detect(&Image::Base.tag()).map_err(|e| e.to_string())?;
+    println!(
+        "privilege mode: {} ({:.1}s)",
+        privilege.as_env_value(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(privilege)
+}
+
+fn run_id() -> String {
+    std::env::var("MNGR_TEST_RUN_ID").unwrap_or_else(|_| format!("xtask-{}", std::process::id()))
+}
+
+fn nextest(filter: Option<&str>, extra: &[String], env: &[(&str, String)]) -> Result {
+    let mut cmd = cargo();
+    if has_nextest() {
+        cmd.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]);
+        if let Some(f) = filter {
+            cmd.args(["-E", f]);
+        }
+    } else {
+        eprintln!("cargo-nextest not found: falling back to cargo test");
+        cmd.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
+        match filter {
+            Some("kind(lib) | kind(bin)") => {
+                cmd.args(["--lib", "--bins"]);
+            }
+            Some(_) => {
+                cmd.arg("--tests");
+            }
+            None => {}
+        }
+    }
+    cmd.args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
+}
+
+fn doc_tests() -> Result {
+    run(cargo().args(["test", "--workspace", "--all-features", "--doc"]))
+}
+
+fn unit(extra: &[String]) -> Result {
+    nextest(Some("kind(lib) | kind(bin)"), extra, &[])?;
+    doc_tests()
+}
+
+/// Runs `tests` with the images built and a run id set, then removes what the run left.
+fn with_bed(tests: impl FnOnce(&[(&str, String)]) -> Result) -> Result {
+    let privilege = images()?;
+    let id = run_id();
+    let env = [
+        ("MNGR_TEST_RUN_ID", id.clone()),
+        ("MNGR_LOCAL_PRIVILEGE", privilege.as_env_value().to_owned()),
+    ];
+    let result = tests(&env);
+    let cleaned = clean(Some(&id));
+    result.and(cleaned)
+}
+
+fn integration(extra: &[String]) -> Result {
+    with_bed(|env| nextest(Some("not (kind(lib) | kind(bin))"), extra, env))
+}
+
+fn test(extra: &[String]) -> Result {
+    with_bed(|env| {
+        let tests = nextest(None, extra, env);
+        let docs = doc_tests();
+        tests.and(docs)
+    })
+}
+
+fn ci() -> Result {
+    let started = Instant::now();
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    deny()?;
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    test(&[])?;
+    eprintln!(
+        "xtask ci: all green in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn deny() -> Result {
+    let present = cargo()
+        .args(["deny", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !present {
+        return Err(
+            "cargo-deny is not installed: `cargo install --locked cargo-deny@0.20.2` (about 2 minutes)"
+                .into(),
+        );
+    }
+    // Advisories need the advisory database from the network: checked elsewhere.
+    run(cargo().args(["deny", "check", "licenses", "bans", "sources"]))
+}
+
+fn bench(rest: &[String]) -> Result {
+    let which = rest.first().map(String::as_str).unwrap_or("all");
+    match which {
+        "ssh" | "all" => {
+            require_docker()?;
+            images()?;
+            run(cargo().args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "docker-ssh",
+                "--example",
+                "bench_ssh",
+            ]))
+        }
+        other => Err(format!("unknown benchmark `{other}`; known: ssh")),
+    }
+}
+
+/// Removes containers, volumes and networks labelled by a test run (`run_id`), or by any
+/// test run.
+fn clean(run_id: Option<&str>) -> Result {
+    let filter = match run_id {
+        Some(id) => format!("label={RUN_LABEL}={id}"),
+        None => format!("label={RUN_LABEL}"),
+    };
+    let list = |what: &[&str]| -> Vec<String> {
+        Command::new("docker")
+            .args(what)
+            .args(["--filter", &filter])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let containers = list(&["ps", "-aq"]);
+    if !containers.is_empty() {
+        run(Command::new("docker")
+            .args(["rm", "-f", "-v"])
+            .args(&containers))?;
+    }
+    let volumes = list(&["volume", "ls", "-q"]);
+    if !volumes.is_empty() {
+        run(Command::new("docker")
+            .args(["volume", "rm", "-f"])
+            .args(&volumes))?;
+    }
+    let networks = list(&["network", "ls", "-q"]);
+    if !networks.is_empty() {
+        run(Command::new("docker")
+            .args(["network", "rm"])
+            .args(&networks))?;
+    }
+    eprintln!(
+        "cleaned {} container(s), {} volume(s), {} network(s) labelled {filter}",
+        containers.len(),
+        volumes.len(),
+        networks.len()
+    );
+    Ok(())
+}

@@ -125,7 +125,9 @@ fn ensure_locked(image: Image, progress: &mut dyn FnMut(&str)) -> Result<String,
         Some(parent) => Some((parent, ensure_locked(parent, progress)?)),
         None => None,
     };
-    progress(&format!("building image {tag} (first use; cached afterwards)"));
+    progress(&format!(
+        "building image {tag} (first use; cached afterwards)"
+    ));
     let started = std::time::Instant::now();
     match image {
         Image::Base => build_base(&tag, image, progress)?,
@@ -200,7 +202,14 @@ fn build_base(tag: &str, image: Image, progress: &mut dyn FnMut(&str)) -> Result
     let label = format!("LABEL {INPUTS_LABEL}={}", image.input_hash());
     let mut import = Command::new("docker");
     import
-        .args(["import", "-c", "CMD [\"bash\"]", "-c", "ENV LANG=C.UTF-8", "-c"])
+        .args([
+            "import",
+            "-c",
+            "CMD [\"bash\"]",
+            "-c",
+            "ENV LANG=C.UTF-8",
+            "-c",
+        ])
         .arg(label)
         .args(["-m", "debootstrap --variant=minbase bookworm", "-", tag])
         .stdin(Stdio::from(tar_out));

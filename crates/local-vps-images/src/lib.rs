@@ -62,7 +62,12 @@ macro_rules! inputs {
 
 impl Image {
     /// Every image, parents before children.
-    pub const ALL: [Image; 4] = [Image::Base, Image::Sshd, Image::FakeVpsFresh, Image::FakeVps];
+    pub const ALL: [Image; 4] = [
+        Image::Base,
+        Image::Sshd,
+        Image::FakeVpsFresh,
+        Image::FakeVps,
+    ];
 
     /// The short name, used in the tag: `mngr-local/<name>:<hash>`.
     pub fn name(self) -> &'static str {
