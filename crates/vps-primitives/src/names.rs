@@ -35,7 +35,11 @@ impl HostName {
             return Err(InvalidValue::new(KIND, value, "must not be empty"));
         }
         if value.len() > Self::MAX_LEN {
-            return Err(InvalidValue::new(KIND, value, "is longer than 63 characters"));
+            return Err(InvalidValue::new(
+                KIND,
+                value,
+                "is longer than 63 characters",
+            ));
         }
         let bytes = value.as_bytes();
         let inner_ok = bytes
@@ -194,10 +198,13 @@ pub struct OsId(pub u32);
 impl OsId {
     /// Parses a decimal id, e.g. from a `--vps-os=2136` build argument.
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-        value
-            .parse::<u32>()
-            .map(OsId)
-            .map_err(|_| InvalidValue::new("OS id", value, "must be a whole number from 0 to 4294967295"))
+        value.parse::<u32>().map(OsId).map_err(|_| {
+            InvalidValue::new(
+                "OS id",
+                value,
+                "must be a whole number from 0 to 4294967295",
+            )
+        })
     }
 }
 

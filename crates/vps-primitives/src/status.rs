@@ -66,13 +66,16 @@ impl FromStr for VpsInstanceStatus {
         if s == "STOPPED" {
             return Ok(Self::Halted);
         }
-        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
-            InvalidValue::new(
-                "VPS instance status",
-                s,
-                "must be one of PENDING, ACTIVE, HALTED (or STOPPED), DESTROYING, UNKNOWN",
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                InvalidValue::new(
+                    "VPS instance status",
+                    s,
+                    "must be one of PENDING, ACTIVE, HALTED (or STOPPED), DESTROYING, UNKNOWN",
+                )
+            })
     }
 }
 

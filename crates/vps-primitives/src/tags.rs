@@ -53,7 +53,10 @@ impl ProviderName {
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         HostName::parse(value)
             .map(|n| Self(n.as_str().to_owned()))
-            .map_err(|e| InvalidValue { kind: "provider name", ..e })
+            .map_err(|e| InvalidValue {
+                kind: "provider name",
+                ..e
+            })
     }
 
     /// The name as given.
@@ -107,9 +110,9 @@ impl Tag {
         let key_ok = !key.is_empty()
             && key.len() <= 64
             && key.as_bytes()[0].is_ascii_alphanumeric()
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+            && key.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
         if !key_ok {
             return Err(InvalidValue::new(
                 "tag key",

@@ -47,7 +47,11 @@ fn host_id_generates_valid_unique_lowercase_ids() {
     let b = HostId::generate();
     assert_ne!(a, b);
     assert_eq!(a.as_str().len(), 5 + 32);
-    assert!(a.hex().bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+    assert!(
+        a.hex()
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    );
     assert_eq!(HostId::parse(a.as_str()).unwrap(), a);
     round_trip(&a);
 }
@@ -74,7 +78,10 @@ fn host_id_rejects_bad_input_naming_value_and_rule() {
         let err = HostId::parse(bad).unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("invalid host id "), "{msg}");
-        assert!(msg.contains(&format!("{bad:?}")), "{msg} should quote {bad}");
+        assert!(
+            msg.contains(&format!("{bad:?}")),
+            "{msg} should quote {bad}"
+        );
     }
     assert!(serde_json::from_str::<HostId>("\"host-nope\"").is_err());
     let agent = AgentId::generate();
@@ -128,7 +135,12 @@ fn provider_tokens_accept_real_ids() {
     round_trip(&PlanId::parse("vc2-1c-1gb").unwrap());
     round_trip(&OsId(2136));
     assert_eq!(OsId::parse("2136").unwrap(), OsId(2136));
-    assert!(OsId::parse("debian").unwrap_err().to_string().contains("whole number"));
+    assert!(
+        OsId::parse("debian")
+            .unwrap_err()
+            .to_string()
+            .contains("whole number")
+    );
     assert!(OsId::parse("-1").is_err());
 }
 
@@ -142,14 +154,22 @@ fn provider_tokens_reject_hostile_input() {
         assert!(RegionId::parse(bad).is_err());
         assert!(PlanId::parse(bad).is_err());
     }
-    assert!(VpsInstanceId::parse("-rm").unwrap_err().rule.contains("`-`"));
+    assert!(
+        VpsInstanceId::parse("-rm")
+            .unwrap_err()
+            .rule
+            .contains("`-`")
+    );
 }
 
 #[test]
 fn instance_status_round_trips_as_upper_case() {
     for s in VpsInstanceStatus::ALL {
         assert_eq!(s.as_str().parse::<VpsInstanceStatus>().unwrap(), s);
-        assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            format!("\"{}\"", s.as_str())
+        );
         round_trip(&s);
     }
     assert_eq!(
@@ -187,7 +207,10 @@ fn tags_and_labels_follow_upstream_conventions() {
         host_volume_name(&id),
         "mngr-host-vol-00112233445566778899aabbccddeeff"
     );
-    assert_eq!(vps_label(&HostName::parse("my-agent").unwrap()), "mngr-my-agent");
+    assert_eq!(
+        vps_label(&HostName::parse("my-agent").unwrap()),
+        "mngr-my-agent"
+    );
     let t: Tag = "k=v=w".parse().unwrap();
     assert_eq!((t.key(), t.value()), ("k", "v=w"));
     round_trip(&t);
