@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`Image::Base`] | slim Debian 12, like the official `debian:bookworm-slim` |
 //! | [`Image::Sshd`] | OpenSSH server whose keys come from the environment (SSH tests) |
-//! | [`Image::FakeVpsFresh`] | a fresh Debian 12 VPS: systemd, sshd, real cloud-init (NoCloud), iptables; Docker's packages cached, not installed |
+//! | [`Image::FakeVpsFresh`] | a fresh Debian 12 VPS: systemd, sshd, real cloud-init (NoCloud), iptables, a metadata service at 169.254.169.254 serving the seed's user_data; Docker's packages cached, not installed |
 //! | [`Image::FakeVps`] | the same with Docker installed and enabled, like a cloud's Docker image |
 //!
 //! Every build input lives in this crate (`images/`), compiled in. An image is tagged with
@@ -93,7 +93,14 @@ impl Image {
             Image::Base => inputs!("base": "build-rootfs.sh"),
             Image::Sshd => inputs!("sshd": "Dockerfile", "entrypoint.sh"),
             Image::FakeVpsFresh => {
-                inputs!("fake-vps-fresh": "Dockerfile", "99-fake-vps.cfg", "pre-init.sh")
+                inputs!("fake-vps-fresh":
+                    "Dockerfile",
+                    "99-fake-vps.cfg",
+                    "pre-init.sh",
+                    "metadata-net.sh",
+                    "metadata-server.py",
+                    "fake-vps-metadata.service",
+                )
             }
             Image::FakeVps => inputs!("fake-vps": "Dockerfile"),
         }
