@@ -1,0 +1,797 @@
+//! Pure argv building for the Docker CLI: no I/O, every method returns a [`Command`].
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::command::Command;
+
+/// Default timeout of `docker run`.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default timeout of `docker pull` and `docker load`.
+pub const PULL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default timeout of `docker exec`.
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default timeout of `docker build`.
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default timeout of the other Docker commands.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed for `docker stop` on top of its grace period.
+pub const STOP_MARGIN: Duration = Duration::from_secs(30);
+
+/// Transport protocol of a published port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TCP (Docker's default, rendered without a suffix).
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// A published port: `[host_ip:][host_port:]container_port[/udp]` for `-p`.
+///
+/// ```
+/// use docker_ssh::PortMapping;
+/// let p = PortMapping::new(22).host_ip([127, 0, 0, 1].into()).host_port(2222);
+/// assert_eq!(p.to_string(), "127.0.0.1:2222:22");
+/// assert_eq!(PortMapping::new(80).to_string(), "80");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PortMapping {
+    /// Host address to bind (all addresses if `None`).
+    pub host_ip: Option<IpAddr>,
+    /// Host port (Docker picks a free one if `None`).
+    pub host_port: Option<u16>,
+    /// Port inside the container.
+    pub container_port: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+}
+
+impl PortMapping {
+    /// Publishes `container_port` on a port Docker picks, on all host addresses.
+    pub fn new(container_port: u16) -> Self {
+        Self {
+            host_ip: None,
+            host_port: None,
+            container_port,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    /// Binds only this host address (e.g. `127.0.0.1`).
+    pub fn host_ip(mut self, ip: IpAddr) -> Self {
+        self.host_ip = Some(ip);
+        self
+    }
+
+    /// Uses this host port.
+    pub fn host_port(mut self, port: u16) -> Self {
+        self.host_port = Some(port);
+        self
+    }
+
+    /// Publishes UDP instead of TCP.
+    pub fn udp(mut self) -> Self {
+        self.protocol = Protocol::Udp;
+        self
+    }
+}
+
+impl fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.host_ip, self.host_port) {
+            (Some(IpAddr::V6(ip)), port) => write!(
+                f,
+                "[{ip}]:{}:",
+                port.map(|p| p.to_string()).unwrap_or_default()
+            )?,
+            (Some(ip), port) => write!(
+                f,
+                "{ip}:{}:",
+                port.map(|p| p.to_string()).unwrap_or_default()
+            )?,
+            (None, Some(port)) => write!(f, "{port}:")?,
+            (None, None) => {}
+        }
+        write!(f, "{}", self.container_port)?;
+        if self.protocol == Protocol::Udp {
+            f.write_str("/udp")?;
+        }
+        Ok(())
+    }
+}
+
+/// A volume or bind mount for `-v source:target[:ro]`.
+///
+/// ```
+/// use docker_ssh::VolumeMount;
+/// assert_eq!(VolumeMount::new("mngr-state", "/state").to_string(), "mngr-state:/state");
+/// assert_eq!(VolumeMount::new("/srv", "/srv").read_only().to_string(), "/srv:/srv:ro");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct VolumeMount {
+    /// Volume name or host path.
+    pub source: String,
+    /// Path inside the container.
+    pub target: String,
+    /// Mount read-only.
+    pub read_only: bool,
+}
+
+impl VolumeMount {
+    /// Mounts volume (or host path) `source` at `target`, read-write.
+    pub fn new(source: impl Into<String>, target: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            target: target.into(),
+            read_only: false,
+        }
+    }
+
+    /// Mounts read-only.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+}
+
+impl fmt::Display for VolumeMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.source, self.target)?;
+        if self.read_only {
+            f.write_str(":ro")?;
+        }
+        Ok(())
+    }
+}
+
+/// `--restart` policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RestartPolicy {
+    /// `no`.
+    No,
+    /// `always`.
+    Always,
+    /// `unless-stopped`.
+    UnlessStopped,
+    /// `on-failure[:max_retries]`.
+    OnFailure(Option<u32>),
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartPolicy::No => f.write_str("no"),
+            RestartPolicy::Always => f.write_str("always"),
+            RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
+            RestartPolicy::OnFailure(None) => f.write_str("on-failure"),
+            RestartPolicy::OnFailure(Some(n)) => write!(f, "on-failure:{n}"),
+        }
+    }
+}
+
+/// Everything `docker run -d` needs. Arguments are emitted in a fixed order: `--name`,
+/// `-p`, `-v`, `--label` (in insertion order), `-e`, `--restart`, extra args verbatim,
+/// `--entrypoint`, the image, then the image arguments.
+///
+/// ```
+/// use docker_ssh::{DockerCli, PortMapping, RestartPolicy, RunOptions, VolumeMount};
+/// let opts = RunOptions::new("my-image:tag", "my-container")
+///     .port(PortMapping::new(80).host_ip([127, 0, 0, 1].into()).host_port(8080))
+///     .volume(VolumeMount::new("/host/data", "/data"))
+///     .label("com.imbue.mngr.host-id", "host-abc")
+///     .restart(RestartPolicy::Always)
+///     .shell_entrypoint("echo hi");
+/// assert_eq!(
+///     DockerCli::new().run(&opts).command_line(),
+///     "docker run -d --name my-container -p 127.0.0.1:8080:80 -v /host/data:/data \
+///      --label com.imbue.mngr.host-id=host-abc --restart always \
+///      --entrypoint sh my-image:tag -c 'echo hi'"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Image to run.
+    pub image: String,
+    /// Container name.
+    pub name: String,
+    /// Published ports.
+    pub ports: Vec<PortMapping>,
+    /// Volumes and bind mounts.
+    pub volumes: Vec<VolumeMount>,
+    /// Labels, in order.
+    pub labels: Vec<(String, String)>,
+    /// Environment variables, in order. They are visible in `docker inspect` and in the
+    /// process list of the Docker host while the command runs: no secrets here.
+    pub env: Vec<(String, String)>,
+    /// Restart policy.
+    pub restart: Option<RestartPolicy>,
+    /// Extra `docker run` arguments, passed verbatim before the image.
+    pub extra_args: Vec<String>,
+    /// Entrypoint override.
+    pub entrypoint: Option<String>,
+    /// Arguments after the image (the command, or the entrypoint's arguments).
+    pub args: Vec<String>,
+}
+
+impl RunOptions {
+    /// Runs `image` as a detached container called `name`.
+    pub fn new(image: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            image: image.into(),
+            name: name.into(),
+            ports: Vec::new(),
+            volumes: Vec::new(),
+            labels: Vec::new(),
+            env: Vec::new(),
+            restart: None,
+            extra_args: Vec::new(),
+            entrypoint: None,
+            args: Vec::new(),
+        }
+    }
+
+    /// Publishes a port.
+    pub fn port(mut self, port: PortMapping) -> Self {
+        self.ports.push(port);
+        self
+    }
+
+    /// Mounts a volume.
+    pub fn volume(mut self, volume: VolumeMount) -> Self {
+        self.volumes.push(volume);
+        self
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets an environment variable (not for secrets, see [`RunOptions::env`]).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the restart policy.
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = Some(policy);
+        self
+    }
+
+    /// Appends extra `docker run` arguments (verbatim, each one word).
+    pub fn extra_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.extra_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Overrides the entrypoint.
+    pub fn entrypoint(mut self, entrypoint: impl Into<String>) -> Self {
+        self.entrypoint = Some(entrypoint.into());
+        self
+    }
+
+    /// Appends arguments after the image.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Runs `script` with `sh -c` as the container's main process (`--entrypoint sh
+    /// <image> -c <script>`), replacing earlier entrypoint and arguments.
+    pub fn shell_entrypoint(mut self, script: impl Into<String>) -> Self {
+        self.entrypoint = Some("sh".to_owned());
+        self.args = vec!["-c".to_owned(), script.into()];
+        self
+    }
+}
+
+/// What a `docker exec` runs inside the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Container name or id.
+    pub container: String,
+    /// The argv run in the container.
+    pub argv: Vec<String>,
+    /// Keep stdin open (`-i`); needed to feed stdin.
+    pub interactive: bool,
+    /// `-u user[:group]`.
+    pub user: Option<String>,
+    /// `-w dir`.
+    pub workdir: Option<String>,
+    /// `-e KEY=VALUE` (visible in the Docker host's process list: no secrets).
+    pub env: Vec<(String, String)>,
+    /// Bytes fed to the command's stdin (implies `-i`). Never logged.
+    pub stdin: Option<Vec<u8>>,
+    /// Command timeout (default [`EXEC_TIMEOUT`]).
+    pub timeout: Option<Duration>,
+    /// Strings hidden from logs and errors (see [`Command::secret`]).
+    pub secrets: Vec<String>,
+}
+
+impl ExecOptions {
+    /// Runs `argv` in `container`.
+    pub fn argv<I, S>(container: impl Into<String>, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            container: container.into(),
+            argv: argv.into_iter().map(Into::into).collect(),
+            interactive: false,
+            user: None,
+            workdir: None,
+            env: Vec::new(),
+            stdin: None,
+            timeout: None,
+            secrets: Vec::new(),
+        }
+    }
+
+    /// Runs `script` with `sh -c` in `container`.
+    pub fn script(container: impl Into<String>, script: impl Into<String>) -> Self {
+        Self::argv(container, ["sh".to_owned(), "-c".to_owned(), script.into()])
+    }
+
+    /// Keeps stdin open (`-i`), so the command can read what the caller sends.
+    pub fn interactive(mut self) -> Self {
+        self.interactive = true;
+        self
+    }
+
+    /// Runs as this user.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Runs in this directory.
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Feeds `bytes` to the command's stdin (and sets `-i`). This is the way to pass
+    /// secrets such as private keys: stdin is never logged nor in any process list.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self.interactive = true;
+        self
+    }
+
+    /// Sets the command timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Hides `secret` in logs and errors.
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.secrets.push(secret.into());
+        self
+    }
+}
+
+/// Where `docker build` takes its context from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuildContext {
+    /// A directory on the Docker host (e.g. uploaded with `upload_dir`).
+    Dir(String),
+    /// A tar stream on stdin (`docker build -`): upload and build in one command.
+    Stdin,
+}
+
+/// Options of `docker build`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// The tag of the image (`-t`).
+    pub tag: String,
+    /// The build context.
+    pub context: BuildContext,
+    /// Dockerfile path (`-f`), relative to the context unless absolute.
+    pub dockerfile: Option<String>,
+    /// `--build-arg KEY=VALUE`, in order.
+    pub build_args: Vec<(String, String)>,
+    /// `--label KEY=VALUE`, in order.
+    pub labels: Vec<(String, String)>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// Extra arguments, verbatim, before the context.
+    pub extra_args: Vec<String>,
+}
+
+impl BuildOptions {
+    /// Builds `context` as image `tag`.
+    pub fn new(tag: impl Into<String>, context: BuildContext) -> Self {
+        Self {
+            tag: tag.into(),
+            context,
+            dockerfile: None,
+            build_args: Vec::new(),
+            labels: Vec::new(),
+            no_cache: false,
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// Uses this Dockerfile.
+    pub fn dockerfile(mut self, path: impl Into<String>) -> Self {
+        self.dockerfile = Some(path.into());
+        self
+    }
+
+    /// Adds a build argument.
+    pub fn build_arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.build_args.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds a label to the image.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// Disables the build cache.
+    pub fn no_cache(mut self) -> Self {
+        self.no_cache = true;
+        self
+    }
+
+    /// Appends extra arguments (verbatim, each one word).
+    pub fn extra_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.extra_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// A `docker ps --filter`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PsFilter {
+    /// `label=KEY` (has the label) or `label=KEY=VALUE`.
+    Label {
+        /// Label key.
+        key: String,
+        /// Required value, or any value.
+        value: Option<String>,
+    },
+    /// `name=NAME` (Docker matches substrings; see [`PsEntry::has_name`](crate::PsEntry::has_name)).
+    Name(String),
+    /// `id=ID` (prefix).
+    Id(String),
+    /// `status=created|restarting|running|removing|paused|exited|dead`.
+    Status(String),
+}
+
+impl PsFilter {
+    /// `label=key=value`.
+    pub fn label(key: impl Into<String>, value: impl Into<String>) -> Self {
+        PsFilter::Label {
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+
+    /// `label=key`.
+    pub fn has_label(key: impl Into<String>) -> Self {
+        PsFilter::Label {
+            key: key.into(),
+            value: None,
+        }
+    }
+}
+
+impl fmt::Display for PsFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PsFilter::Label { key, value: None } => write!(f, "label={key}"),
+            PsFilter::Label {
+                key,
+                value: Some(v),
+            } => write!(f, "label={key}={v}"),
+            PsFilter::Name(n) => write!(f, "name={n}"),
+            PsFilter::Id(id) => write!(f, "id={id}"),
+            PsFilter::Status(s) => write!(f, "status={s}"),
+        }
+    }
+}
+
+/// Builds Docker CLI commands. Pure: nothing runs until a [`Command`] is given to an
+/// [`Executor`](crate::Executor) (or use [`Docker`](crate::Docker), which does both and
+/// parses the output). Each command carries its default timeout; override it with
+/// [`Command::timeout`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DockerCli {
+    program: String,
+}
+
+impl Default for DockerCli {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn kv(key: &str, value: &str) -> String {
+    format!("{key}={value}")
+}
+
+impl DockerCli {
+    /// Uses `docker` from `PATH`.
+    pub fn new() -> Self {
+        Self::with_program("docker")
+    }
+
+    /// Uses another program path (e.g. `/usr/bin/docker`).
+    pub fn with_program(program: impl Into<String>) -> Self {
+        Self {
+            program: program.into(),
+        }
+    }
+
+    fn cmd(&self, args: Vec<String>, timeout: Duration) -> Command {
+        let mut argv = Vec::with_capacity(args.len() + 1);
+        argv.push(self.program.clone());
+        argv.extend(args);
+        Command::argv(argv).timeout(timeout)
+    }
+
+    /// `docker run -d …`; prints the container id.
+    pub fn run(&self, o: &RunOptions) -> Command {
+        let mut a: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), o.name.clone()];
+        for p in &o.ports {
+            a.extend(["-p".into(), p.to_string()]);
+        }
+        for v in &o.volumes {
+            a.extend(["-v".into(), v.to_string()]);
+        }
+        for (k, v) in &o.labels {
+            a.extend(["--label".into(), kv(k, v)]);
+        }
+        for (k, v) in &o.env {
+            a.extend(["-e".into(), kv(k, v)]);
+        }
+        if let Some(r) = o.restart {
+            a.extend(["--restart".into(), r.to_string()]);
+        }
+        a.extend(o.extra_args.iter().cloned());
+        if let Some(e) = &o.entrypoint {
+            a.extend(["--entrypoint".into(), e.clone()]);
+        }
+        a.push(o.image.clone());
+        a.extend(o.args.iter().cloned());
+        self.cmd(a, RUN_TIMEOUT)
+    }
+
+    /// `docker start NAME`.
+    pub fn start(&self, container: &str) -> Command {
+        self.cmd(vec!["start".into(), container.into()], DEFAULT_TIMEOUT)
+    }
+
+    /// `docker stop -t SECONDS NAME`; the command timeout is the grace period plus
+    /// [`STOP_MARGIN`], so it never expires before Docker gives up waiting.
+    pub fn stop(&self, container: &str, grace: Duration) -> Command {
+        let secs = grace.as_secs();
+        self.cmd(
+            vec![
+                "stop".into(),
+                "-t".into(),
+                secs.to_string(),
+                container.into(),
+            ],
+            Duration::from_secs(secs) + STOP_MARGIN,
+        )
+    }
+
+    /// `docker rm [-f] NAME`.
+    pub fn rm(&self, container: &str, force: bool) -> Command {
+        let mut a: Vec<String> = vec!["rm".into()];
+        if force {
+            a.push("-f".into());
+        }
+        a.push(container.into());
+        self.cmd(a, DEFAULT_TIMEOUT)
+    }
+
+    /// `docker volume create [--label K=V]… NAME`.
+    pub fn volume_create(&self, name: &str, labels: &[(String, String)]) -> Command {
+        let mut a: Vec<String> = vec!["volume".into(), "create".into()];
+        for (k, v) in labels {
+            a.extend(["--label".into(), kv(k, v)]);
+        }
+        a.push(name.into());
+        self.cmd(a, DEFAULT_TIMEOUT)
+    }
+
+    /// `docker volume rm -f NAME` (a missing volume is not an error).
+    pub fn volume_rm(&self, name: &str) -> Command {
+        self.cmd(
+            vec!["volume".into(), "rm".into(), "-f".into(), name.into()],
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    /// `docker volume inspect --format {{.Name}} NAME` (fails if it does not exist).
+    pub fn volume_inspect(&self, name: &str) -> Command {
+        self.cmd(
+            vec![
+                "volume".into(),
+                "inspect".into(),
+                "--format".into(),
+                "{{.Name}}".into(),
+                name.into(),
+            ],
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    /// `docker exec [-i] [-u U] [-w DIR] [-e K=V]… NAME ARGV…`.
+    pub fn exec(&self, o: &ExecOptions) -> Command {
+        let mut a: Vec<String> = vec!["exec".into()];
+        if o.interactive {
+            a.push("-i".into());
+        }
+        if let Some(u) = &o.user {
+            a.extend(["-u".into(), u.clone()]);
+        }
+        if let Some(w) = &o.workdir {
+            a.extend(["-w".into(), w.clone()]);
+        }
+        for (k, v) in &o.env {
+            a.extend(["-e".into(), kv(k, v)]);
+        }
+        a.push(o.container.clone());
+        a.extend(o.argv.iter().cloned());
+        let mut cmd = self.cmd(a, o.timeout.unwrap_or(EXEC_TIMEOUT));
+        if let Some(bytes) = &o.stdin {
+            cmd = cmd.stdin(bytes.clone());
+        }
+        for secret in &o.secrets {
+            cmd = cmd.secret(secret.clone());
+        }
+        cmd
+    }
+
+    /// `docker commit NAME TAG`; prints the image id.
+    pub fn commit(&self, container: &str, tag: &str) -> Command {
+        self.cmd(
+            vec!["commit".into(), container.into(), tag.into()],
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    /// `docker inspect --type TYPE NAME…`; prints a JSON array (fails if one is missing).
+    pub fn inspect(&self, kind: ObjectKind, names: &[&str]) -> Command {
+        let mut a: Vec<String> = vec!["inspect".into(), "--type".into(), kind.as_str().into()];
+        a.extend(names.iter().map(|n| (*n).to_owned()));
+        self.cmd(a, DEFAULT_TIMEOUT)
+    }
+
+    /// `docker inspect --type TYPE --format TEMPLATE NAME`, e.g. `{{.State.Running}}`.
+    pub fn inspect_format(&self, kind: ObjectKind, name: &str, template: &str) -> Command {
+        self.cmd(
+            vec![
+                "inspect".into(),
+                "--type".into(),
+                kind.as_str().into(),
+                "--format".into(),
+                template.into(),
+                name.into(),
+            ],
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    /// `docker pull IMAGE`.
+    pub fn pull(&self, image: &str) -> Command {
+        self.cmd(vec!["pull".into(), image.into()], PULL_TIMEOUT)
+    }
+
+    /// `docker build …`; with [`BuildContext::Stdin`] the context tar is read from stdin.
+    pub fn build(&self, o: &BuildOptions) -> Command {
+        let mut a: Vec<String> = vec!["build".into(), "-t".into(), o.tag.clone()];
+        if let Some(f) = &o.dockerfile {
+            a.extend(["-f".into(), f.clone()]);
+        }
+        for (k, v) in &o.build_args {
+            a.extend(["--build-arg".into(), kv(k, v)]);
+        }
+        for (k, v) in &o.labels {
+            a.extend(["--label".into(), kv(k, v)]);
+        }
+        if o.no_cache {
+            a.push("--no-cache".into());
+        }
+        a.extend(o.extra_args.iter().cloned());
+        a.push(match &o.context {
+            BuildContext::Dir(d) => d.clone(),
+            BuildContext::Stdin => "-".into(),
+        });
+        self.cmd(a, BUILD_TIMEOUT)
+    }
+
+    /// `docker load`, reading an image tar from stdin.
+    pub fn load(&self) -> Command {
+        self.cmd(vec!["load".into()], PULL_TIMEOUT)
+    }
+
+    /// `docker ps --no-trunc [-a] [--filter F]… --format {{json .}}`: one JSON object per
+    /// line (see [`parse_ps`](crate::parse_ps)).
+    pub fn ps(&self, all: bool, filters: &[PsFilter]) -> Command {
+        let mut a: Vec<String> = vec!["ps".into(), "--no-trunc".into()];
+        if all {
+            a.push("-a".into());
+        }
+        for f in filters {
+            a.extend(["--filter".into(), f.to_string()]);
+        }
+        a.extend(["--format".into(), "{{json .}}".into()]);
+        self.cmd(a, DEFAULT_TIMEOUT)
+    }
+
+    /// `docker image rm [-f] IMAGE`.
+    pub fn image_rm(&self, image: &str, force: bool) -> Command {
+        let mut a: Vec<String> = vec!["image".into(), "rm".into()];
+        if force {
+            a.push("-f".into());
+        }
+        a.push(image.into());
+        self.cmd(a, DEFAULT_TIMEOUT)
+    }
+
+    /// `docker version --format {{.Server.Version}}`: fails unless the engine answers.
+    pub fn server_version(&self) -> Command {
+        self.cmd(
+            vec![
+                "version".into(),
+                "--format".into(),
+                "{{.Server.Version}}".into(),
+            ],
+            DEFAULT_TIMEOUT,
+        )
+    }
+}
+
+/// The kind of object `docker inspect` looks at (`--type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// A container.
+    Container,
+    /// An image.
+    Image,
+    /// A volume.
+    Volume,
+}
+
+impl ObjectKind {
+    /// The `--type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Container => "container",
+            ObjectKind::Image => "image",
+            ObjectKind::Volume => "volume",
+        }
+    }
+}
