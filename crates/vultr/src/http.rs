@@ -203,6 +203,7 @@ impl Http {
                 }
             };
             if !RetryPolicy::is_retryable(failure, idempotency) {
+                tracing::debug!(%method, path, attempt, reason = %describe(&error), "Vultr API request failed; not retried");
                 return Err(error);
             }
             let Some(delay) = self.retry.delay_before_retry(retry, retry_after) else {
