@@ -29,8 +29,9 @@ const READY: &str = "active, running, installed (server_status ok) and addressed
 
 /// A [`VpsClient`] on the Vultr API v2.
 ///
-/// Cheap to share behind an `Arc`; all calls of one client share one connection pool,
-/// one rate limit and one retry policy. See the crate docs for an example.
+/// Share one client behind an `Arc`: its calls share one connection pool and one retry
+/// policy. The rate limit is shared further, by every client of the process that uses
+/// the same key and endpoint. See the crate docs for an example.
 pub struct VultrClient {
     config: VultrConfig,
     http: Http,

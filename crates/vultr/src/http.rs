@@ -3,6 +3,7 @@
 
 use std::error::Error as _;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
@@ -12,7 +13,7 @@ use vps_client::VpsClientError;
 
 use crate::api::{ErrorBody, Meta};
 use crate::error::VultrError;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{RateLimiter, shared_limiter};
 use crate::retry::{AttemptFailure, Idempotency, RetryPolicy, parse_retry_after};
 use crate::{ApiKey, VultrConfig};
 
@@ -27,7 +28,7 @@ pub(crate) struct Http {
     base: Url,
     /// `Bearer <key>`, marked sensitive so the HTTP stack never prints it.
     auth: HeaderValue,
-    limiter: RateLimiter,
+    limiter: Arc<RateLimiter>,
     retry: RetryPolicy,
     page_size: u32,
 }
@@ -109,11 +110,12 @@ impl Http {
             .user_agent(concat!("mngr-vps-vultr/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| VultrError::HttpClient(error_chain(&e)))?;
+        let limiter = shared_limiter(base.as_str(), key, config.max_requests_per_second);
         Ok(Self {
             client,
             base,
             auth,
-            limiter: RateLimiter::new(config.max_requests_per_second),
+            limiter,
             retry: RetryPolicy::from_config(config),
             page_size: config.page_size,
         })
@@ -146,14 +148,8 @@ impl Http {
     ) -> Result<Answer, CallError> {
         let call = format!("{method} {path}");
         let url = self.url(path, query);
-        let body = match body {
-            Some(value) => Some(serde_json::to_vec(value).map_err(|e| CallError::Transport {
-                call: call.clone(),
-                message: format!("cannot encode the request body: {e}"),
-                attempts: 0,
-            })?),
-            None => None,
-        };
+        // `Value`'s `Display` is its compact JSON text and cannot fail.
+        let body = body.map(|value| value.to_string().into_bytes());
         let idempotency = if method == Method::POST {
             Idempotency::NotIdempotent
         } else {

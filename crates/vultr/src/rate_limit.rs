@@ -1,9 +1,38 @@
-//! A client-side rate limit, so one client never sends more than the API allows.
+//! A client-side rate limit, so this process never sends more than the API allows.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::ApiKey;
+
+/// The limiter of an API key at an endpoint, shared by every client of this process that
+/// uses the same key, endpoint and rate: the API counts requests per key, not per client.
+///
+/// The registry holds a keyed hash of the API key (random per process), never the key.
+pub(crate) fn shared_limiter(
+    base_url: &str,
+    key: &ApiKey,
+    requests_per_second: f64,
+) -> Arc<RateLimiter> {
+    type Registry = Mutex<HashMap<(u64, u64), Arc<RateLimiter>>>;
+    static HASHER: OnceLock<RandomState> = OnceLock::new();
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    let hasher = HASHER.get_or_init(RandomState::new);
+    let identity = hasher.hash_one((base_url, key.expose()));
+    let mut registry = REGISTRY
+        .get_or_init(Registry::default)
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    registry
+        .entry((identity, requests_per_second.to_bits()))
+        .or_insert_with(|| Arc::new(RateLimiter::new(requests_per_second)))
+        .clone()
+}
 
 /// Spaces requests at least `1 / rate` apart, across all tasks sharing the client.
 ///
@@ -79,6 +108,17 @@ mod tests {
             elapsed >= Duration::from_millis(999) && elapsed <= Duration::from_millis(1001),
             "{elapsed:?}"
         );
+    }
+
+    #[test]
+    fn clients_of_one_key_share_a_limiter() {
+        let a = shared_limiter("https://x/v2", &ApiKey::new("k1"), 30.0);
+        let b = shared_limiter("https://x/v2", &ApiKey::new("k1"), 30.0);
+        let other_key = shared_limiter("https://x/v2", &ApiKey::new("k2"), 30.0);
+        let other_url = shared_limiter("https://y/v2", &ApiKey::new("k1"), 30.0);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &other_key));
+        assert!(!Arc::ptr_eq(&a, &other_url));
     }
 
     #[tokio::test(start_paused = true)]
