@@ -22,6 +22,13 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 /// from `VULTR_API_KEY`). Unknown keys are rejected, so a misspelt setting is an error
 /// rather than silently ignored. Durations are in seconds, as in the rest of the toolkit.
 ///
+/// It holds only what is Vultr's: the settings every provider shares (`host_dir`,
+/// `container_ssh_port`, boot and SSH timeouts, …) belong to the provider config of
+/// `vps-docker-provider`, which passes the Vultr keys of a `[providers.<name>]` table
+/// here ([`VultrConfig::from_toml_table`]). The defaults for region, plan and OS are
+/// Vultr's (upstream's base defaults, `ewr`, `vc2-1c-1gb`, 2136); the provider uses them
+/// when a create names none.
+///
 /// ```
 /// use vultr::VultrConfig;
 /// let config = VultrConfig::from_toml_str(r#"
