@@ -79,6 +79,18 @@ pub enum SshError {
         #[source]
         source: russh::Error,
     },
+    /// [`wait_for_sshd`](crate::wait_for_sshd) saw no SSH handshake complete in time.
+    #[error(
+        "sshd at {address} did not complete an SSH handshake within {after:?} (last error: {last})"
+    )]
+    SshdNotReady {
+        /// `host:port`.
+        address: String,
+        /// The limit.
+        after: Duration,
+        /// The last attempt's error.
+        last: String,
+    },
     /// The pool gave up reconnecting.
     #[error("could not reconnect to {target} after {attempts} attempts: {last}")]
     ReconnectFailed {
@@ -96,7 +108,9 @@ impl SshError {
     /// dropped connection) as opposed to a permanent refusal (host key, authentication).
     pub fn is_transient(&self) -> bool {
         match self {
-            SshError::Connect { .. } | SshError::ConnectTimeout { .. } => true,
+            SshError::Connect { .. }
+            | SshError::ConnectTimeout { .. }
+            | SshError::SshdNotReady { .. } => true,
             SshError::Protocol { source, .. } => !matches!(
                 source,
                 russh::Error::UnknownKey | russh::Error::NotAuthenticated

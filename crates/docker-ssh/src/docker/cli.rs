@@ -394,7 +394,7 @@ impl ExecOptions {
 /// Where `docker build` takes its context from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BuildContext {
-    /// A directory on the Docker host (e.g. uploaded with `upload_dir`).
+    /// A directory on the Docker host (e.g. uploaded with [`upload_dir`](crate::upload_dir)).
     Dir(String),
     /// A tar stream on stdin (`docker build -`): upload and build in one command.
     Stdin,

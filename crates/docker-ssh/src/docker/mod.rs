@@ -252,7 +252,7 @@ impl Docker {
 
     /// `docker build`, streaming its output lines to `on_line`. With
     /// [`BuildContext::Stdin`], `context_tar` must give the context as a tar stream (see
-    /// `tar_dir`); it is sent as the build runs. Returns the image id if
+    /// [`tar_dir`](crate::tar_dir)); it is sent as the build runs. Returns the image id if
     /// the output names it.
     pub async fn build<'a>(
         &self,
