@@ -35,6 +35,16 @@ const METADATA_BLOCK_SCRIPT: &str = r#"#!/bin/sh
 # VPS's user_data, which holds the VPS's private SSH host key. Run on every boot before
 # docker.service (mngr-block-metadata.service, and cloud-init's bootcmd). Idempotent.
 set -e
+if ! command -v iptables >/dev/null 2>&1; then
+  # Docker's packages depend on iptables: without it there is no Docker to guard yet,
+  # and the bootstrap installs iptables and runs this again before it installs Docker.
+  if [ "${1:-}" = --if-installed ]; then
+    echo "mngr-block-metadata: iptables is not installed yet; nothing to guard" >&2
+    exit 0
+  fi
+  echo "mngr-block-metadata: iptables is not installed" >&2
+  exit 1
+fi
 addr=169.254.169.254/32
 iptables -w -N DOCKER-USER 2>/dev/null || true
 iptables -w -C DOCKER-USER -d "$addr" -j REJECT 2>/dev/null ||
@@ -67,12 +77,21 @@ RequiredBy=docker.service
 ";
 
 const ENABLE_METADATA_BLOCK: &str = "\
-# Run the metadata block on every later boot too, before docker.service.
-# (Without systemd, cloud-init's bootcmd still runs it on every boot.)
+# Install the metadata block now, before Docker is installed, and on every later boot
+# before docker.service. (Without systemd, cloud-init's bootcmd runs it on every boot.)
+if ! command -v iptables >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y --no-install-recommends iptables; then
+    apt-get update
+    apt-get install -y --no-install-recommends iptables
+  fi
+fi
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   systemctl enable mngr-block-metadata.service
   systemctl start mngr-block-metadata.service
+else
+  /usr/local/sbin/mngr-block-metadata
 fi
 ";
 
@@ -187,7 +206,13 @@ impl CloudConfig {
             // whose Docker starts at boot.
             doc.insert(
                 "bootcmd".into(),
-                json!([step("mngr-block-metadata", METADATA_BLOCK_SCRIPT)]),
+                json!([[
+                    "sh",
+                    "-ec",
+                    METADATA_BLOCK_SCRIPT,
+                    "mngr-block-metadata",
+                    "--if-installed"
+                ]]),
             );
         }
 

@@ -96,6 +96,8 @@ fn metadata_block_runs_every_boot_and_before_docker() {
     let bootcmd = v["bootcmd"].as_array().expect("bootcmd");
     assert_eq!(bootcmd.len(), 1);
     let script = bootcmd[0][2].as_str().expect("script");
+    // At boot a missing iptables means no Docker yet; the unit insists on it.
+    assert_eq!(bootcmd[0][4], "--if-installed");
     assert!(script.contains("iptables -w -I DOCKER-USER 1 -d \"$addr\" -j REJECT"));
     assert!(script.contains("addr=169.254.169.254/32"));
     let files = v["write_files"].as_array().expect("files");
@@ -118,10 +120,17 @@ fn metadata_block_runs_every_boot_and_before_docker() {
         "bootcmd and the unit run the same script"
     );
     assert_eq!(installed["permissions"], "0755");
-    // The unit is enabled before Docker is installed.
+    // The unit is enabled and run (iptables installed first if need be) before Docker is
+    // installed; `start`, not `restart`, which would restart a running Docker with it.
     let run = runcmd(&config);
     let pos = |name: &str| run.iter().position(|s| s[3] == name).expect(name);
     assert!(pos("mngr-enable-metadata-block") < pos("mngr-install-docker"));
+    let enable = run[pos("mngr-enable-metadata-block")][2]
+        .as_str()
+        .expect("script");
+    assert!(enable.contains("apt-get install -y --no-install-recommends iptables"));
+    assert!(enable.contains("systemctl start mngr-block-metadata.service"));
+    assert!(!enable.contains("restart"));
 
     let mut off = config.clone();
     off.block_metadata = false;
