@@ -33,3 +33,36 @@ pub fn assert_nothing_left(id: &VpsInstanceId) {
         );
     }
 }
+
+/// Removes instance `id`'s containers, volumes and networks by label when dropped, so a
+/// failing test leaves nothing behind (the test's own destroy is what is checked).
+pub struct Guard(pub Vec<VpsInstanceId>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            let filter = format!("label={INSTANCE_LABEL}={id}");
+            let run = |args: &[&str]| {
+                std::process::Command::new("docker")
+                    .args(args)
+                    .output()
+                    .ok()
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .split_whitespace()
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    })
+            };
+            for c in run(&["ps", "-aq", "--filter", &filter]).unwrap_or_default() {
+                let _ = run(&["rm", "-f", &c]);
+            }
+            for v in run(&["volume", "ls", "-q", "--filter", &filter]).unwrap_or_default() {
+                let _ = run(&["volume", "rm", "-f", &v]);
+            }
+            for n in run(&["network", "ls", "-q", "--filter", &filter]).unwrap_or_default() {
+                let _ = run(&["network", "rm", &n]);
+            }
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! End to end on the real engine: fake VPSes booted by the real cloud-init from our own
+//! documents, reached over SSH with pinned keys on the ports the client reports.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cloud_init::{CloudConfig, HostKey};
+use local_vps::{LocalOs, LocalVpsClient};
+use testbed::{CmdOutput, Image, KeyPair, SshClient};
+use vps_client::{
+    CreateInstanceRequest, UserData, VpsClient, VpsClientError, WaitOptions, probe_tcp_banner,
+    wait_until_active,
+};
+use vps_primitives::{PlanId, RegionId, Tag, VpsInstanceId, VpsInstanceStatus};
+
+use common::{Guard, assert_nothing_left, client};
+
+/// A booted VPS: its id, its keys, its user_data and a root session pinned to its key.
+struct Booted {
+    id: VpsInstanceId,
+    user_data: String,
+    host: KeyPair,
+    user: KeyPair,
+    ssh: SshClient,
+    ssh_addr: SocketAddr,
+}
+
+fn request(
+    label: &str,
+    os: LocalOs,
+    user_data: &str,
+    key: vps_primitives::SshKeyId,
+) -> CreateInstanceRequest {
+    CreateInstanceRequest {
+        label: label.to_owned(),
+        region: RegionId::parse("local").expect("valid region"),
+        plan: PlanId::parse("local").expect("valid plan"),
+        os: os.os_id(),
+        user_data: UserData::new(user_data),
+        ssh_key_ids: vec![key],
+        tags: vec![Tag::new("mngr-test", label).expect("valid tag")],
+        ports: vec![22, 2222],
+    }
+}
+
+/// Our real user_data: the cloud-init crate's document around a fresh host key. Root's
+/// login key is not in it: it comes from the uploaded key id, as on a cloud.
+fn our_document(host: &KeyPair) -> String {
+    let key = HostKey::ed25519(&host.private_openssh(), &host.public_openssh()).expect("host key");
+    CloudConfig::new(key).render().into_string()
+}
+
+/// Uploads a login key, creates the VPS, waits until active and opens a pinned session.
+async fn boot(
+    client: &LocalVpsClient,
+    guard: &mut Guard,
+    label: &str,
+    os: LocalOs,
+    user_data: impl FnOnce(&KeyPair) -> String,
+) -> Booted {
+    let host = KeyPair::generate();
+    let user = KeyPair::generate();
+    let key = client
+        .upload_ssh_key(label, &user.public_openssh())
+        .await
+        .expect("upload_ssh_key");
+    let user_data = user_data(&host);
+    let id = client
+        .create_instance(&request(label, os, &user_data, key))
+        .await
+        .expect("create_instance");
+    guard.0.push(id.clone());
+    let wait = WaitOptions::with_timeout(Duration::from_secs(240));
+    let ssh_addr = wait_until_active(client, &id, 22, &wait, |addr| {
+        probe_tcp_banner(addr, b"SSH-")
+    })
+    .await
+    .expect("wait_until_active");
+    assert!(ssh_addr.ip().is_loopback(), "published on {ssh_addr}");
+    let ssh =
+        SshClient::connect_retrying(ssh_addr, host.public(), &user, Duration::from_secs(120)).await;
+    Booted {
+        id,
+        user_data,
+        host,
+        user,
+        ssh,
+        ssh_addr,
+    }
+}
+
+fn ok(out: &CmdOutput, what: &str) {
+    assert_eq!(
+        out.code, 0,
+        "{what}: exit {}\nstdout: {}\nstderr: {}",
+        out.code, out.stdout, out.stderr
+    );
+}
+
+/// Waits for cloud-init and asserts it finished without errors.
+async fn cloud_init_done(ssh: &SshClient) {
+    let status = ssh.exec("cloud-init status --wait --long").await;
+    ok(&status, "cloud-init status");
+    assert!(status.stdout.contains("status: done"), "{}", status.stdout);
+}
+
+/// The command that reads the user_data from the metadata service with bash alone (the
+/// base image has no curl), failing within 5 s.
+const GET_USER_DATA: &str = r#"timeout 5 bash -c 'exec 3<>/dev/tcp/169.254.169.254/80 && printf "GET /latest/user-data HTTP/1.0\r\n\r\n" >&3 && cat <&3'"#;
+
+async fn metadata_from_vps(vps: &Booted) -> CmdOutput {
+    vps.ssh
+        .exec("curl -sf -m 5 http://169.254.169.254/latest/user-data")
+        .await
+}
+
+/// Runs [`GET_USER_DATA`] in a container on the VPS (from the base image, loaded, never
+/// pulled).
+async fn metadata_from_container(vps: &Booted, base: &str) -> CmdOutput {
+    let cmd = format!("docker run --rm --pull never {base} {GET_USER_DATA}");
+    vps.ssh.exec(&cmd).await
+}
+
+async fn load_base(client: &LocalVpsClient, id: &VpsInstanceId) -> String {
+    let base = testbed::image(Image::Base);
+    let loaded = client
+        .preload_image(id, &base)
+        .await
+        .expect("preload_image");
+    assert!(loaded.contains(&base), "docker load said {loaded:?}");
+    base
+}
+
+async fn destroy_and_check(client: &LocalVpsClient, id: &VpsInstanceId) {
+    client.destroy_instance(id).await.expect("destroy_instance");
+    assert!(matches!(
+        client.get_instance(id).await,
+        Err(VpsClientError::NotFound { .. })
+    ));
+    assert_nothing_left(id);
+}
+
+#[tokio::test]
+async fn docker_ready_vps_with_our_cloud_init_document() {
+    let client = client();
+    let mut guard = Guard(Vec::new());
+    let started = Instant::now();
+    let vps = boot(
+        &client,
+        &mut guard,
+        "e2e-ready",
+        LocalOs::DockerReady,
+        our_document,
+    )
+    .await;
+    eprintln!(
+        "active and logged in after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    cloud_init_done(&vps.ssh).await;
+    eprintln!(
+        "cloud-init done after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The VPS presents only the host key from the user_data (the session is pinned to it).
+    let keys = vps
+        .ssh
+        .exec("ls /etc/ssh/ | grep '^ssh_host_.*_key$'")
+        .await;
+    assert_eq!(keys.stdout, "ssh_host_ed25519_key\n");
+    // Root's key came from the key id (meta-data), not from the user_data.
+    assert!(!vps.user_data.contains(&vps.user.public_openssh()));
+    let auth = vps.ssh.exec("cat /root/.ssh/authorized_keys").await;
+    assert!(
+        auth.stdout.contains(&vps.user.public_openssh()),
+        "{}",
+        auth.stdout
+    );
+
+    let docker = vps
+        .ssh
+        .exec("docker info --format '{{.ServerVersion}} {{.Driver}}'")
+        .await;
+    ok(&docker, "docker info");
+    assert!(docker.stdout.contains("overlay2"), "{}", docker.stdout);
+
+    // Metadata: the VPS reads its user_data, a container on it cannot.
+    let from_vps = metadata_from_vps(&vps).await;
+    ok(&from_vps, "metadata from the VPS");
+    assert_eq!(from_vps.stdout, vps.user_data);
+    let base = load_base(&client, &vps.id).await;
+    let from_container = metadata_from_container(&vps, &base).await;
+    assert_ne!(
+        from_container.code, 0,
+        "a container read the metadata: {}",
+        from_container.stdout
+    );
+    assert!(!from_container.stdout.contains("#cloud-config"));
+    // ... while the container itself runs fine (the failure is the block, not Docker).
+    ok(
+        &vps.ssh
+            .exec(&format!("docker run --rm --pull never {base} true"))
+            .await,
+        "inner container",
+    );
+
+    let listed = client
+        .list_instances(Some(&Tag::new("mngr-test", "e2e-ready").expect("tag")))
+        .await
+        .expect("list");
+    assert_eq!(listed.iter().map(|i| &i.id).collect::<Vec<_>>(), [&vps.id]);
+    assert_eq!(listed[0].status, VpsInstanceStatus::Active);
+
+    vps.ssh.close().await;
+    destroy_and_check(&client, &vps.id).await;
+    eprintln!("whole test {:.1}s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test]
+async fn metadata_is_routed_off_the_vps_so_docker_user_rules_apply() {
+    let client = client();
+    let mut guard = Guard(Vec::new());
+    // A document without any metadata block.
+    let vps = boot(
+        &client,
+        &mut guard,
+        "e2e-metadata",
+        LocalOs::DockerReady,
+        |host| testbed::default_user_data(host, &KeyPair::generate(), &[]),
+    )
+    .await;
+    cloud_init_done(&vps.ssh).await;
+    let base = load_base(&client, &vps.id).await;
+
+    // Not an address of the VPS: a route to a host behind a veth pair.
+    let local = vps
+        .ssh
+        .exec("ip -o addr show | grep -c '169.254.169.254' || true")
+        .await;
+    assert_eq!(
+        local.stdout.trim(),
+        "0",
+        "169.254.169.254 must not be local to the VPS"
+    );
+    let route = vps.ssh.exec("ip route get 169.254.169.254").await;
+    ok(&route, "ip route get");
+    assert!(route.stdout.contains("dev md-vps"), "{}", route.stdout);
+
+    let open = metadata_from_container(&vps, &base).await;
+    ok(&open, "metadata from a container without a rule");
+    assert!(open.stdout.ends_with(&vps.user_data), "{}", open.stdout);
+
+    ok(
+        &vps.ssh
+            .exec("iptables -I DOCKER-USER -d 169.254.169.254 -j REJECT")
+            .await,
+        "adding the DOCKER-USER rule",
+    );
+    let blocked = metadata_from_container(&vps, &base).await;
+    assert_ne!(blocked.code, 0, "read despite the rule: {}", blocked.stdout);
+    let from_vps = metadata_from_vps(&vps).await;
+    ok(&from_vps, "metadata from the VPS with the rule");
+    assert_eq!(from_vps.stdout, vps.user_data);
+
+    // The meta-data carries the registered key, as a cloud's does.
+    let keys = vps
+        .ssh
+        .exec("curl -sf -m 5 http://169.254.169.254/latest/meta-data/public-keys")
+        .await;
+    ok(&keys, "meta-data public-keys");
+    assert_eq!(keys.stdout.trim(), vps.user.public_openssh());
+
+    vps.ssh.close().await;
+    destroy_and_check(&client, &vps.id).await;
+}
+
+#[tokio::test]
+async fn fresh_debian_gets_docker_from_our_cloud_init_document() {
+    let client = client();
+    let mut guard = Guard(Vec::new());
+    let started = Instant::now();
+    let vps = boot(
+        &client,
+        &mut guard,
+        "e2e-fresh",
+        LocalOs::FreshDebian12,
+        our_document,
+    )
+    .await;
+    cloud_init_done(&vps.ssh).await;
+    eprintln!(
+        "fresh Debian: cloud-init done after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    // The install really ran on this VPS: apt's history has it, and Docker answers.
+    let history = vps
+        .ssh
+        .exec("grep -c 'install.*docker.io' /var/log/apt/history.log")
+        .await;
+    ok(&history, "docker.io in apt's history");
+    ok(
+        &vps.ssh.exec("systemctl is-enabled docker.service").await,
+        "docker enabled",
+    );
+    ok(
+        &vps.ssh
+            .exec("docker info --format '{{.ServerVersion}}'")
+            .await,
+        "docker info",
+    );
+
+    let from_vps = metadata_from_vps(&vps).await;
+    ok(&from_vps, "metadata from the VPS");
+    assert_eq!(from_vps.stdout, vps.user_data);
+    let base = load_base(&client, &vps.id).await;
+    let from_container = metadata_from_container(&vps, &base).await;
+    assert_ne!(
+        from_container.code, 0,
+        "a container read the metadata: {}",
+        from_container.stdout
+    );
+
+    vps.ssh.close().await;
+    destroy_and_check(&client, &vps.id).await;
+}
+
+#[tokio::test]
+async fn stop_and_start_change_status_and_ports() {
+    let client = client();
+    let mut guard = Guard(Vec::new());
+    let vps = boot(
+        &client,
+        &mut guard,
+        "e2e-restart",
+        LocalOs::DockerReady,
+        our_document,
+    )
+    .await;
+    cloud_init_done(&vps.ssh).await;
+    vps.ssh.close().await;
+
+    client.stop_instance(&vps.id).await.expect("stop");
+    assert_eq!(
+        client.instance_status(&vps.id).await.expect("status"),
+        VpsInstanceStatus::Halted
+    );
+    assert!(matches!(
+        client.socket_addr(&vps.id, 22).await,
+        Err(VpsClientError::NotReady { .. })
+    ));
+    client.start_instance(&vps.id).await.expect("start");
+    let wait = WaitOptions::with_timeout(Duration::from_secs(120));
+    let addr = wait_until_active(&client, &vps.id, 22, &wait, |a| {
+        probe_tcp_banner(a, b"SSH-")
+    })
+    .await
+    .expect("active again");
+    // The client reports the current mapping, whatever Docker chose this time.
+    let mapped = testbed::docker(&["port", vps.id.as_str(), "22/tcp"]);
+    assert!(
+        mapped.lines().any(|l| l == addr.to_string()),
+        "{addr} vs {mapped}"
+    );
+    let port_2222 = client
+        .socket_addr(&vps.id, 2222)
+        .await
+        .expect("2222 published");
+    assert!(port_2222.ip().is_loopback());
+    eprintln!("ssh before {} after {addr}", vps.ssh_addr);
+    // Same host key after the reboot, per-instance cloud-init not rerun.
+    let ssh =
+        SshClient::connect_retrying(addr, vps.host.public(), &vps.user, Duration::from_secs(60))
+            .await;
+    ok(
+        &ssh.exec("cloud-init status --wait").await,
+        "cloud-init after reboot",
+    );
+    assert!(matches!(
+        client.socket_addr(&vps.id, 8080).await,
+        Err(VpsClientError::Api { status: 400, .. })
+    ));
+    ssh.close().await;
+    destroy_and_check(&client, &vps.id).await;
+}
+
+#[tokio::test]
+async fn four_instances_at_once() {
+    let client = client();
+    let mut guard = Guard(Vec::new());
+    let started = Instant::now();
+    let labels = ["e2e-four-a", "e2e-four-b", "e2e-four-c", "e2e-four-d"];
+    // Boot the four concurrently; the guard collects every id as it is created.
+    let mut guards: Vec<Guard> = labels.iter().map(|_| Guard(Vec::new())).collect();
+    let boots = labels.iter().zip(guards.iter_mut()).map(|(label, g)| {
+        let client = &client;
+        async move {
+            let vps = boot(client, g, label, LocalOs::DockerReady, our_document).await;
+            cloud_init_done(&vps.ssh).await;
+            ok(
+                &vps.ssh
+                    .exec("docker info --format '{{.ServerVersion}}'")
+                    .await,
+                "docker info",
+            );
+            let host = vps.ssh.exec("hostname").await;
+            assert_eq!(host.stdout.trim(), *label);
+            vps
+        }
+    });
+    let booted = futures::future::join_all(boots).await;
+    eprintln!(
+        "four VPSes ready after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    for g in &mut guards {
+        guard.0.append(&mut g.0);
+    }
+    let mut ports: Vec<u16> = booted.iter().map(|b| b.ssh_addr.port()).collect();
+    ports.dedup();
+    assert_eq!(ports.len(), 4, "each VPS has its own port: {ports:?}");
+    for vps in booted {
+        vps.ssh.close().await;
+        destroy_and_check(&client, &vps.id).await;
+    }
+}
