@@ -149,6 +149,7 @@ where
             break seen;
         }
         let pause = delays.next().unwrap_or(options.backoff.max);
+        tracing::debug!(instance = %id, port, %seen, ?pause, "not active and reachable yet");
         tokio::time::sleep(pause.min(deadline - now)).await;
     };
     Err(VpsClientError::Timeout {
