@@ -269,14 +269,17 @@ impl FakeVpsClient {
     }
 
     /// Sets an instance's status, as if it changed at the provider; `false` if it does not
-    /// exist. Setting [`VpsInstanceStatus::Active`] ends its pending reads.
+    /// exist. Setting [`VpsInstanceStatus::Active`] ends its pending reads; setting
+    /// [`VpsInstanceStatus::Pending`] starts them again (as after a reboot).
     pub fn set_status(&self, id: &VpsInstanceId, status: VpsInstanceStatus) -> bool {
         let reads = self.options.reads_until_active;
         match self.lock().instances.get_mut(id) {
             Some(instance) => {
                 instance.status = status;
-                if status == VpsInstanceStatus::Active {
-                    instance.reads = instance.reads.max(reads);
+                match status {
+                    VpsInstanceStatus::Active => instance.reads = instance.reads.max(reads),
+                    VpsInstanceStatus::Pending => instance.reads = 0,
+                    _ => {}
                 }
                 true
             }

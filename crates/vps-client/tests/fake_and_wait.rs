@@ -265,3 +265,41 @@ async fn wait_with_a_banner_probe_on_a_local_port() {
         .expect("reachable");
     assert_eq!(got, addr);
 }
+
+#[tokio::test]
+async fn statuses_follow_reads_and_manual_changes() {
+    let fake = FakeVpsClient::new();
+    let id = fake.create_instance(&request("s")).await.expect("ok");
+    let pending = VpsInstanceStatus::Pending;
+    let active = VpsInstanceStatus::Active;
+    let info = fake.get_instance(&id).await.expect("exists");
+    assert_eq!((info.status, info.address), (pending, None));
+    assert!(matches!(
+        fake.socket_addr(&id, 22).await,
+        Err(VpsClientError::NotReady { .. })
+    ));
+    assert_eq!(fake.instance_status(&id).await.expect("exists"), pending);
+    let info = fake.get_instance(&id).await.expect("exists");
+    assert_eq!(info.status, active, "pending for two reads by default");
+    assert!(info.address.is_some());
+    assert_eq!(
+        fake.socket_addr(&id, 2222).await.expect("ready").port(),
+        2222
+    );
+
+    assert!(fake.set_status(&id, VpsInstanceStatus::Halted));
+    assert_eq!(
+        fake.instance_status(&id).await.expect("exists"),
+        VpsInstanceStatus::Halted
+    );
+    assert!(fake.set_status(&id, pending));
+    assert_eq!(fake.instance_status(&id).await.expect("exists"), pending);
+    assert_eq!(fake.instance_status(&id).await.expect("exists"), pending);
+    assert_eq!(fake.instance_status(&id).await.expect("exists"), active);
+
+    let listed = fake.list_instances(None).await.expect("lists");
+    assert_eq!(listed.len(), 1);
+    assert!(fake.vanish(&id));
+    assert!(!fake.set_status(&id, active));
+    assert!(fake.list_instances(None).await.expect("lists").is_empty());
+}
