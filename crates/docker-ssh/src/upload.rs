@@ -264,14 +264,16 @@ pub fn tar_dir(dir: &Path, excludes: &ExcludeList) -> TarStream {
         builder.follow_symlinks(false);
         builder.mode(tar::HeaderMode::Complete);
         let mut files = 0u64;
+        let mut writer = None;
         let result = append_tree(&mut builder, &dir, Path::new(""), &excludes, &mut files)
             .and_then(|()| {
-                builder
-                    .into_inner()
-                    .map_err(|e| (dir.clone(), e))?
-                    .flush()
-                    .map_err(|e| (dir.clone(), e))
+                let mut w = builder.into_inner().map_err(|e| (dir.clone(), e))?;
+                w.flush().map_err(|e| (dir.clone(), e))?;
+                writer = Some(w);
+                Ok(())
             });
+        // Record the outcome before the writer is dropped: dropping it ends the stream,
+        // and the reader looks at this state when it sees the end.
         if let Ok(mut s) = thread_state.lock() {
             s.files = files;
             if let Err((path, e)) = result
@@ -280,6 +282,7 @@ pub fn tar_dir(dir: &Path, excludes: &ExcludeList) -> TarStream {
                 s.error = Some((path, e));
             }
         }
+        drop(writer);
     });
     TarStream {
         rx,

@@ -1,7 +1,8 @@
 //! One authenticated SSH connection with bounded concurrent channels.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use russh::client::{self, Handle};
@@ -13,10 +14,11 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::{HandlerError, PinningHandler, SshConfig, SshTarget, sig_name};
-use crate::command::{Command, ExitStatus, LineSplitter, Output, OutputStream};
+use crate::command::{Command, CommandBody, ExitStatus, LineSplitter, Output, OutputStream};
 use crate::error::{ExecError, SshError};
 use crate::executor::{ExecIo, Executor, LineCallback};
 use crate::keys::fingerprint;
+use crate::quote::{quote, quote_argv};
 
 /// One authenticated SSH connection to a pinned host. Commands run on their own channels,
 /// at most [`SshConfig::max_channels`] at once (the rest wait). It does not reconnect: use
@@ -25,6 +27,28 @@ pub struct SshSession {
     handle: Handle<PinningHandler>,
     target: SshTarget,
     channels: Arc<Semaphore>,
+    /// Separate slot for the channels that kill timed-out commands, so they never wait
+    /// behind the commands they kill (max_channels + 1 stays below sshd's MaxSessions).
+    kill_channels: Semaphore,
+}
+
+/// Limit for killing a timed-out command.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// First line the remote wrapper writes to stderr: the command's pid (see
+/// [`remote_command_line`]); it is removed from the output.
+const PID_MARKER: &[u8] = b"\x1edocker-ssh-pid=";
+
+/// The command line sent to sshd: report the pid (the session's process group leader)
+/// on stderr, then `exec` the command in that same process, so that a timeout can kill
+/// the whole group. Scripts run with `sh -c`, as [`LocalExecutor`](crate::LocalExecutor)
+/// runs them.
+fn remote_command_line(command: &Command) -> String {
+    let program = match command.body() {
+        CommandBody::Argv(argv) => quote_argv(argv),
+        CommandBody::Script(script) => format!("sh -c {}", quote(script)),
+    };
+    format!("printf '\\036docker-ssh-pid=%s\\n' \"$$\" >&2; exec {program}")
 }
 
 impl std::fmt::Debug for SshSession {
@@ -64,6 +88,7 @@ impl SshSession {
             handle,
             target,
             channels: Arc::new(Semaphore::new(config.max_channels.max(1))),
+            kill_channels: Semaphore::new(1),
         })
     }
 
@@ -83,6 +108,41 @@ impl SshSession {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "bye", "en")
             .await;
+    }
+
+    /// Kills a timed-out command's process group from a separate channel. sshd starts
+    /// every session's command with `setsid`, so the group holds the command and all it
+    /// started. (The SSH `signal` request would be simpler, but OpenSSH refuses it in
+    /// common configurations: "session signalling requires privilege separation".)
+    async fn kill_process_group(&self, pid: u32) {
+        if pid <= 1 {
+            tracing::warn!(target = %self.target, "timed-out command reported no pid; it may still run");
+            return;
+        }
+        let kill = async {
+            let _permit = self.kill_channels.acquire().await.ok()?;
+            let mut ch = self.handle.channel_open_session().await.ok()?;
+            ch.exec(
+                true,
+                format!("kill -KILL -- -{pid} {pid} 2>/dev/null; true"),
+            )
+            .await
+            .ok()?;
+            while let Some(msg) = ch.wait().await {
+                if matches!(msg, ChannelMsg::Close) {
+                    break;
+                }
+            }
+            Some(())
+        };
+        if tokio::time::timeout(KILL_TIMEOUT, kill)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            tracing::warn!(target = %self.target, pid, "could not kill the timed-out command");
+        }
     }
 
     /// Runs one command on a new channel. `deadline` bounds the whole run.
@@ -116,7 +176,7 @@ impl SshSession {
         }
         .map_err(|e| RunFailure::NotStarted(format!("could not open a channel: {e}")))?;
         let (mut rx, tx) = channel.split();
-        tx.exec(true, command.command_line().into_bytes())
+        tx.exec(true, remote_command_line(command).into_bytes())
             .await
             .map_err(|e| RunFailure::NotStarted(format!("could not send the command: {e}")))?;
 
@@ -133,7 +193,8 @@ impl SshSession {
             let _ = tx.eof().await;
             sent
         };
-        let collect = collect_channel(&mut rx, on_line);
+        let pid = AtomicU32::new(0);
+        let collect = collect_channel(&mut rx, on_line, &pid);
         let both = async {
             tokio::pin!(feed);
             tokio::pin!(collect);
@@ -151,8 +212,7 @@ impl SshSession {
             Some(d) => match tokio::time::timeout_at(d, both).await {
                 Ok(r) => r,
                 Err(_) => {
-                    // sshd delivers the signal to the command's process group (the
-                    // session runs it under setsid), then we close the channel.
+                    self.kill_process_group(pid.load(Ordering::SeqCst)).await;
                     let _ = tx.signal(Sig::KILL).await;
                     let _ = tx.close().await;
                     return Err(timeout_error());
@@ -231,13 +291,22 @@ enum Collected {
 async fn collect_channel(
     rx: &mut russh::ChannelReadHalf,
     mut on_line: Option<LineCallback<'_>>,
+    pid: &AtomicU32,
 ) -> Collected {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let mut out_lines = LineSplitter::default();
     let mut err_lines = LineSplitter::default();
+    let mut header = PidHeader::default();
     let mut status = None;
     let mut refused = false;
+    let mut on_stderr =
+        |data: &[u8], stderr: &mut Vec<u8>, on_line: &mut Option<LineCallback<'_>>| {
+            stderr.extend_from_slice(data);
+            if let Some(cb) = on_line.as_deref_mut() {
+                err_lines.push(data, &mut |l| cb(OutputStream::Stderr, l));
+            }
+        };
     while let Some(msg) = rx.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
@@ -247,9 +316,8 @@ async fn collect_channel(
                 }
             }
             ChannelMsg::ExtendedData { data, ext: 1 } => {
-                stderr.extend_from_slice(&data);
-                if let Some(cb) = on_line.as_deref_mut() {
-                    err_lines.push(&data, &mut |l| cb(OutputStream::Stderr, l));
+                if let Some(rest) = header.feed(&data, pid) {
+                    on_stderr(&rest, &mut stderr, &mut on_line);
                 }
             }
             ChannelMsg::ExitStatus { exit_status } => status = Some(ExitStatus::Code(exit_status)),
@@ -260,6 +328,9 @@ async fn collect_channel(
             ChannelMsg::Close => break,
             _ => {}
         }
+    }
+    if let Some(rest) = header.finish() {
+        on_stderr(&rest, &mut stderr, &mut on_line);
     }
     if let Some(cb) = on_line {
         out_lines.finish(&mut |l| cb(OutputStream::Stdout, l));
@@ -273,6 +344,46 @@ async fn collect_channel(
         }),
         None if refused => Collected::Refused,
         None => Collected::NoStatus,
+    }
+}
+
+/// Strips the pid line the wrapper writes first on stderr.
+#[derive(Default)]
+struct PidHeader {
+    buffer: Vec<u8>,
+    done: bool,
+}
+
+impl PidHeader {
+    /// Takes stderr bytes; returns what belongs to the command's stderr.
+    fn feed(&mut self, data: &[u8], pid: &AtomicU32) -> Option<Vec<u8>> {
+        if self.done {
+            return Some(data.to_vec());
+        }
+        self.buffer.extend_from_slice(data);
+        let n = self.buffer.len().min(PID_MARKER.len());
+        if self.buffer[..n] != PID_MARKER[..n] {
+            // Not our header (the wrapper could not run as expected): pass it all on.
+            self.done = true;
+            return Some(std::mem::take(&mut self.buffer));
+        }
+        let newline = self.buffer.iter().position(|&b| b == b'\n')?;
+        let number = &self.buffer[PID_MARKER.len().min(newline)..newline];
+        if let Some(p) = std::str::from_utf8(number)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            pid.store(p, Ordering::SeqCst);
+        }
+        self.done = true;
+        let rest = self.buffer.split_off(newline + 1);
+        self.buffer.clear();
+        (!rest.is_empty()).then_some(rest)
+    }
+
+    /// At the end of the stream: bytes still held back (an incomplete header).
+    fn finish(&mut self) -> Option<Vec<u8>> {
+        (!self.done && !self.buffer.is_empty()).then(|| std::mem::take(&mut self.buffer))
     }
 }
 
@@ -348,5 +459,63 @@ impl Executor for SshSession {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_header_is_stripped_across_chunks() {
+        let pid = AtomicU32::new(0);
+        let mut h = PidHeader::default();
+        assert_eq!(h.feed(b"\x1edocker-ssh", &pid), None);
+        assert_eq!(
+            h.feed(b"-pid=4242\nreal err", &pid).as_deref(),
+            Some(&b"real err"[..])
+        );
+        assert_eq!(pid.load(Ordering::SeqCst), 4242);
+        assert_eq!(h.feed(b" more", &pid).as_deref(), Some(&b" more"[..]));
+        assert_eq!(h.finish(), None);
+    }
+
+    #[test]
+    fn foreign_stderr_passes_through() {
+        let pid = AtomicU32::new(0);
+        let mut h = PidHeader::default();
+        assert_eq!(
+            h.feed(b"sh: 1: exec: nope: not found\n", &pid).as_deref(),
+            Some(&b"sh: 1: exec: nope: not found\n"[..])
+        );
+        assert_eq!(pid.load(Ordering::SeqCst), 0);
+        let mut h = PidHeader::default();
+        assert_eq!(h.feed(b"\x1edock", &pid), None);
+        assert_eq!(h.finish().as_deref(), Some(&b"\x1edock"[..]));
+    }
+
+    #[test]
+    fn wrapper_reports_the_pid_then_execs() {
+        let line = remote_command_line(&Command::argv(["echo", "a b"]));
+        assert_eq!(
+            line,
+            "printf '\\036docker-ssh-pid=%s\\n' \"$$\" >&2; exec echo 'a b'"
+        );
+        let line = remote_command_line(&Command::script("echo $HOME; exit 3"));
+        assert!(line.ends_with("exec sh -c 'echo $HOME; exit 3'"), "{line}");
+    }
+
+    #[test]
+    fn wrapper_runs_in_a_real_shell() {
+        let line = remote_command_line(&Command::script("echo out; echo err >&2; exit 3"));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .output()
+            .expect("sh");
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert!(out.stderr.starts_with(PID_MARKER), "{out:?}");
+        assert!(out.stderr.ends_with(b"\nerr\n"), "{out:?}");
     }
 }
