@@ -141,7 +141,8 @@ impl Docker {
             .map(drop)
     }
 
-    /// `docker rm [-f]`; `Ok(false)` if there was no such container.
+    /// `docker rm [-f]`; `Ok(false)` if there was no such container. (With `force`,
+    /// recent Docker CLIs report success for a missing container, so this is `Ok(true)`.)
     pub async fn rm(&self, container: &str, force: bool) -> Result<bool, DockerError> {
         Ok(self
             .unless_missing(&self.cli.rm(container, force))
