@@ -246,7 +246,7 @@ async fn docker_builder_drives_the_local_engine() {
     assert!(!docker.image_exists(&built).await.expect("inspect"));
     let mut file = tokio::fs::File::open(&saved).await.expect("open");
     let loaded = docker.load(&mut file).await.expect("load");
-    assert_eq!(loaded, [built.clone()]);
+    assert_eq!(loaded, vec![built.clone()]);
     let out = docker
         .exec(&ExecOptions::argv(&name, ["true"]))
         .await
