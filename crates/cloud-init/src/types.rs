@@ -275,7 +275,7 @@ impl FileOwner {
         let name_ok = |n: &str| {
             !n.is_empty()
                 && n.len() <= 32
-                && n.as_bytes()[0].is_ascii_lowercase() | (n.as_bytes()[0] == b'_')
+                && (n.as_bytes()[0].is_ascii_lowercase() || n.as_bytes()[0] == b'_')
                 && n.bytes().all(|b| {
                     b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-')
                 })

@@ -423,3 +423,73 @@ async fn a_failed_docker_install_fails_cloud_init_and_no_marker_is_written() {
     );
     ssh.close().await;
 }
+
+/// Fetches the user_data from the metadata service inside a container on the VPS.
+const FETCH_FROM_CONTAINER: &str = "docker run --rm --pull never mngr-test-base bash -c \
+    'exec 3<>/dev/tcp/169.254.169.254/80 && printf \"GET /latest/user-data HTTP/1.0\\r\\n\\r\\n\" >&3 && cat <&3'";
+
+#[tokio::test]
+async fn containers_cannot_read_the_user_data_from_the_metadata_service() {
+    let builder = FakeVps::builder(Image::FakeVps);
+    let config = config_for(builder.host_key(), builder.client_key());
+    let vps = builder
+        .user_data(config.render().into_string())
+        .boot()
+        .await;
+
+    // An image for containers on the VPS (no registry): the base image, copied in.
+    let base = testbed::image(Image::Base);
+    let tar = std::env::temp_dir().join(format!("{}-base.tar", vps.name));
+    let tar_path = tar.to_string_lossy().into_owned();
+    testbed::docker(&["save", "-o", &tar_path, &base]);
+    let copied = std::panic::catch_unwind(|| {
+        testbed::docker(&["cp", &tar_path, &format!("{}:/var/tmp/base.tar", vps.name)])
+    });
+    let _ = std::fs::remove_file(&tar);
+    if let Err(panic) = copied {
+        std::panic::resume_unwind(panic);
+    }
+    let ssh = vps.ssh().await;
+    let status = cloud_init_status(&ssh).await;
+    assert_eq!(status.state, CloudInitState::Done, "{}", status.summary());
+    let loaded = sh(
+        &ssh,
+        "docker load -q -i /var/tmp/base.tar && rm /var/tmp/base.tar",
+    )
+    .await;
+    let image_id = loaded
+        .split_whitespace()
+        .last()
+        .unwrap_or_else(|| panic!("docker load said {loaded:?}"));
+    sh(&ssh, &format!("docker tag {image_id} mngr-test-base")).await;
+
+    // The VPS itself reads it (this is what is at stake) ...
+    let from_host = sh(&ssh, "curl -sf http://169.254.169.254/latest/user-data").await;
+    assert!(
+        from_host.contains("OPENSSH PRIVATE KEY"),
+        "the metadata service serves the key"
+    );
+    // ... a container is refused ...
+    let from_container = ssh.exec(FETCH_FROM_CONTAINER).await;
+    assert_ne!(from_container.code, 0, "{}", from_container.stdout);
+    assert!(!from_container.stdout.contains("PRIVATE KEY"));
+    assert!(
+        from_container.stderr.contains("Connection refused"),
+        "REJECT, not a timeout: {}",
+        from_container.stderr
+    );
+    // ... because of the rule: without it the container gets the key.
+    sh(
+        &ssh,
+        "iptables -D DOCKER-USER -d 169.254.169.254/32 -j REJECT",
+    )
+    .await;
+    let unguarded = ssh.exec(FETCH_FROM_CONTAINER).await;
+    assert!(
+        unguarded.stdout.contains("OPENSSH PRIVATE KEY"),
+        "without the rule a container reads the key: {} {}",
+        unguarded.stdout,
+        unguarded.stderr
+    );
+    ssh.close().await;
+}
