@@ -13,13 +13,14 @@ use vps_client::{
     CreateInstanceRequest, UserData, VpsClient, VpsClientError, WaitOptions, probe_tcp_banner,
     wait_until_active,
 };
-use vps_primitives::{PlanId, RegionId, Tag, VpsInstanceId, VpsInstanceStatus};
+use vps_primitives::{PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus};
 
 use common::{Guard, assert_nothing_left, client};
 
 /// A booted VPS: its id, its keys, its user_data and a root session pinned to its key.
 struct Booted {
     id: VpsInstanceId,
+    key: SshKeyId,
     user_data: String,
     host: KeyPair,
     user: KeyPair,
@@ -55,7 +56,6 @@ fn our_document(host: &KeyPair) -> String {
 /// Uploads a login key, creates the VPS, waits until active and opens a pinned session.
 async fn boot(
     client: &LocalVpsClient,
-    guard: &mut Guard,
     label: &str,
     os: LocalOs,
     user_data: impl FnOnce(&KeyPair) -> String,
@@ -68,10 +68,9 @@ async fn boot(
         .expect("upload_ssh_key");
     let user_data = user_data(&host);
     let id = client
-        .create_instance(&request(label, os, &user_data, key))
+        .create_instance(&request(label, os, &user_data, key.clone()))
         .await
         .expect("create_instance");
-    guard.0.push(id.clone());
     let wait = WaitOptions::with_timeout(Duration::from_secs(240));
     let ssh_addr = wait_until_active(client, &id, 22, &wait, |addr| {
         probe_tcp_banner(addr, b"SSH-")
@@ -83,6 +82,7 @@ async fn boot(
         SshClient::connect_retrying(ssh_addr, host.public(), &user, Duration::from_secs(120)).await;
     Booted {
         id,
+        key,
         user_data,
         host,
         user,
@@ -133,28 +133,25 @@ async fn load_base(client: &LocalVpsClient, id: &VpsInstanceId) -> String {
     base
 }
 
-async fn destroy_and_check(client: &LocalVpsClient, id: &VpsInstanceId) {
+/// Destroys the VPS and deletes its key, then checks both are gone.
+async fn destroy_and_check(client: &LocalVpsClient, id: &VpsInstanceId, key: &SshKeyId) {
     client.destroy_instance(id).await.expect("destroy_instance");
     assert!(matches!(
         client.get_instance(id).await,
         Err(VpsClientError::NotFound { .. })
     ));
     assert_nothing_left(id);
+    client.delete_ssh_key(key).await.expect("delete_ssh_key");
+    let keys = client.list_ssh_keys().await.expect("list_ssh_keys");
+    assert!(keys.iter().all(|k| &k.id != key), "{keys:?}");
 }
 
 #[tokio::test]
 async fn docker_ready_vps_with_our_cloud_init_document() {
     let client = client();
-    let mut guard = Guard(Vec::new());
+    let _guard = Guard::new(&client);
     let started = Instant::now();
-    let vps = boot(
-        &client,
-        &mut guard,
-        "e2e-ready",
-        LocalOs::DockerReady,
-        our_document,
-    )
-    .await;
+    let vps = boot(&client, "e2e-ready", LocalOs::DockerReady, our_document).await;
     eprintln!(
         "active and logged in after {:.1}s",
         started.elapsed().as_secs_f64()
@@ -215,22 +212,18 @@ async fn docker_ready_vps_with_our_cloud_init_document() {
     assert_eq!(listed[0].status, VpsInstanceStatus::Active);
 
     vps.ssh.close().await;
-    destroy_and_check(&client, &vps.id).await;
+    destroy_and_check(&client, &vps.id, &vps.key).await;
     eprintln!("whole test {:.1}s", started.elapsed().as_secs_f64());
 }
 
 #[tokio::test]
 async fn metadata_is_routed_off_the_vps_so_docker_user_rules_apply() {
     let client = client();
-    let mut guard = Guard(Vec::new());
+    let _guard = Guard::new(&client);
     // A document without any metadata block.
-    let vps = boot(
-        &client,
-        &mut guard,
-        "e2e-metadata",
-        LocalOs::DockerReady,
-        |host| testbed::default_user_data(host, &KeyPair::generate(), &[]),
-    )
+    let vps = boot(&client, "e2e-metadata", LocalOs::DockerReady, |host| {
+        testbed::default_user_data(host, &KeyPair::generate(), &[])
+    })
     .await;
     cloud_init_done(&vps.ssh).await;
     let base = load_base(&client, &vps.id).await;
@@ -274,22 +267,15 @@ async fn metadata_is_routed_off_the_vps_so_docker_user_rules_apply() {
     assert_eq!(keys.stdout.trim(), vps.user.public_openssh());
 
     vps.ssh.close().await;
-    destroy_and_check(&client, &vps.id).await;
+    destroy_and_check(&client, &vps.id, &vps.key).await;
 }
 
 #[tokio::test]
 async fn fresh_debian_gets_docker_from_our_cloud_init_document() {
     let client = client();
-    let mut guard = Guard(Vec::new());
+    let _guard = Guard::new(&client);
     let started = Instant::now();
-    let vps = boot(
-        &client,
-        &mut guard,
-        "e2e-fresh",
-        LocalOs::FreshDebian12,
-        our_document,
-    )
-    .await;
+    let vps = boot(&client, "e2e-fresh", LocalOs::FreshDebian12, our_document).await;
     cloud_init_done(&vps.ssh).await;
     eprintln!(
         "fresh Debian: cloud-init done after {:.1}s",
@@ -324,21 +310,14 @@ async fn fresh_debian_gets_docker_from_our_cloud_init_document() {
     );
 
     vps.ssh.close().await;
-    destroy_and_check(&client, &vps.id).await;
+    destroy_and_check(&client, &vps.id, &vps.key).await;
 }
 
 #[tokio::test]
 async fn stop_and_start_change_status_and_ports() {
     let client = client();
-    let mut guard = Guard(Vec::new());
-    let vps = boot(
-        &client,
-        &mut guard,
-        "e2e-restart",
-        LocalOs::DockerReady,
-        our_document,
-    )
-    .await;
+    let _guard = Guard::new(&client);
+    let vps = boot(&client, "e2e-restart", LocalOs::DockerReady, our_document).await;
     cloud_init_done(&vps.ssh).await;
     vps.ssh.close().await;
 
@@ -383,21 +362,19 @@ async fn stop_and_start_change_status_and_ports() {
         Err(VpsClientError::Api { status: 400, .. })
     ));
     ssh.close().await;
-    destroy_and_check(&client, &vps.id).await;
+    destroy_and_check(&client, &vps.id, &vps.key).await;
 }
 
 #[tokio::test]
 async fn four_instances_at_once() {
     let client = client();
-    let mut guard = Guard(Vec::new());
+    let _guard = Guard::new(&client);
     let started = Instant::now();
     let labels = ["e2e-four-a", "e2e-four-b", "e2e-four-c", "e2e-four-d"];
-    // Boot the four concurrently; the guard collects every id as it is created.
-    let mut guards: Vec<Guard> = labels.iter().map(|_| Guard(Vec::new())).collect();
-    let boots = labels.iter().zip(guards.iter_mut()).map(|(label, g)| {
+    let boots = labels.iter().map(|label| {
         let client = &client;
         async move {
-            let vps = boot(client, g, label, LocalOs::DockerReady, our_document).await;
+            let vps = boot(client, label, LocalOs::DockerReady, our_document).await;
             cloud_init_done(&vps.ssh).await;
             ok(
                 &vps.ssh
@@ -415,14 +392,12 @@ async fn four_instances_at_once() {
         "four VPSes ready after {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    for g in &mut guards {
-        guard.0.append(&mut g.0);
-    }
     let mut ports: Vec<u16> = booted.iter().map(|b| b.ssh_addr.port()).collect();
+    ports.sort_unstable();
     ports.dedup();
     assert_eq!(ports.len(), 4, "each VPS has its own port: {ports:?}");
     for vps in booted {
         vps.ssh.close().await;
-        destroy_and_check(&client, &vps.id).await;
+        destroy_and_check(&client, &vps.id, &vps.key).await;
     }
 }

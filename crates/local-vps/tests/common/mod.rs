@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use local_vps::{INSTANCE_LABEL, LocalVpsClient, LocalVpsConfig};
+use local_vps::{ACCOUNT_LABEL, INSTANCE_LABEL, LocalVpsClient, LocalVpsConfig};
 use vps_primitives::VpsInstanceId;
 
 /// A client on the local engine, in an account of its own (so parallel tests do not see
@@ -34,35 +34,52 @@ pub fn assert_nothing_left(id: &VpsInstanceId) {
     }
 }
 
-/// Removes instance `id`'s containers, volumes and networks by label when dropped, so a
-/// failing test leaves nothing behind (the test's own destroy is what is checked).
-pub struct Guard(pub Vec<VpsInstanceId>);
+/// Removes everything of `client`'s account (containers, volumes, networks, images) when
+/// dropped, so a failing test leaves nothing behind; the tests' own destroy and delete
+/// calls are what is checked.
+pub struct Guard {
+    account: String,
+}
+
+impl Guard {
+    /// Guards the account of `client`.
+    pub fn new(client: &LocalVpsClient) -> Self {
+        let account = client
+            .config()
+            .labels()
+            .get(ACCOUNT_LABEL)
+            .cloned()
+            .expect("test clients have an account");
+        Self { account }
+    }
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        for id in &self.0 {
-            let filter = format!("label={INSTANCE_LABEL}={id}");
-            let run = |args: &[&str]| {
-                std::process::Command::new("docker")
-                    .args(args)
-                    .output()
-                    .ok()
-                    .map(|o| {
-                        String::from_utf8_lossy(&o.stdout)
-                            .split_whitespace()
-                            .map(str::to_owned)
-                            .collect::<Vec<_>>()
-                    })
-            };
-            for c in run(&["ps", "-aq", "--filter", &filter]).unwrap_or_default() {
-                let _ = run(&["rm", "-f", &c]);
-            }
-            for v in run(&["volume", "ls", "-q", "--filter", &filter]).unwrap_or_default() {
-                let _ = run(&["volume", "rm", "-f", &v]);
-            }
-            for n in run(&["network", "ls", "-q", "--filter", &filter]).unwrap_or_default() {
-                let _ = run(&["network", "rm", &n]);
-            }
+        let filter = format!("label={ACCOUNT_LABEL}={}", self.account);
+        let run = |args: &[&str]| -> Vec<String> {
+            std::process::Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for c in run(&["ps", "-aq", "--filter", &filter]) {
+            run(&["rm", "-f", &c]);
+        }
+        for v in run(&["volume", "ls", "-q", "--filter", &filter]) {
+            run(&["volume", "rm", "-f", &v]);
+        }
+        for n in run(&["network", "ls", "-q", "--filter", &filter]) {
+            run(&["network", "rm", &n]);
+        }
+        for i in run(&["images", "-q", "--filter", &filter]) {
+            run(&["rmi", "-f", &i]);
         }
     }
 }
