@@ -4,11 +4,13 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_init::{CloudConfig, HostKey};
+use docker_ssh::{Command, Docker, Executor, SshConfig, SshPool, SshTarget, wait_for_sshd};
 use local_vps::{LocalOs, LocalVpsClient};
-use testbed::{CmdOutput, Image, KeyPair, SshClient};
+use testbed::{CmdOutput, Image, KeyPair};
 use vps_client::{
     CreateInstanceRequest, UserData, VpsClient, VpsClientError, WaitOptions, probe_tcp_banner,
     wait_until_active,
@@ -24,7 +26,7 @@ struct Booted {
     user_data: String,
     host: KeyPair,
     user: KeyPair,
-    ssh: SshClient,
+    ssh: Session,
     ssh_addr: SocketAddr,
 }
 
@@ -78,8 +80,7 @@ async fn boot(
     .await
     .expect("wait_until_active");
     assert!(ssh_addr.ip().is_loopback(), "published on {ssh_addr}");
-    let ssh =
-        SshClient::connect_retrying(ssh_addr, host.public(), &user, Duration::from_secs(120)).await;
+    let ssh = Session::connect(ssh_addr, &host, &user).await;
     Booted {
         id,
         key,
@@ -88,6 +89,64 @@ async fn boot(
         user,
         ssh,
         ssh_addr,
+    }
+}
+
+/// A root session on a VPS over `docker-ssh` (the product's SSH): a pool pinned to the
+/// VPS's host key, which must also be the key sshd offers before any login.
+struct Session {
+    pool: Arc<SshPool>,
+}
+
+impl Session {
+    async fn connect(addr: SocketAddr, host: &KeyPair, user: &KeyPair) -> Self {
+        let offered = wait_for_sshd(&addr.ip().to_string(), addr.port(), Duration::from_secs(60))
+            .await
+            .expect("sshd answers");
+        assert_eq!(
+            offered.key_data(),
+            host.public().key_data(),
+            "the VPS must offer the host key from its user_data"
+        );
+        let target = SshTarget::new(
+            addr.ip().to_string(),
+            addr.port(),
+            "root",
+            Arc::new(user.private().clone()),
+            host.public().clone(),
+        );
+        let pool = Arc::new(SshPool::new(target, SshConfig::default()));
+        pool.connect()
+            .await
+            .expect("root login with the uploaded key");
+        Self { pool }
+    }
+
+    /// Runs a shell command; its exit code is part of the answer, not an error.
+    async fn exec(&self, script: &str) -> CmdOutput {
+        let cmd = Command::script(script).timeout(Duration::from_secs(300));
+        let out = self
+            .pool
+            .run(&cmd)
+            .await
+            .unwrap_or_else(|e| panic!("ssh `{script}`: {e}"));
+        CmdOutput {
+            code: out
+                .status
+                .code()
+                .map_or(-1, |c| i32::try_from(c).unwrap_or(i32::MAX)),
+            stdout: out.stdout_text(),
+            stderr: out.stderr_text(),
+        }
+    }
+
+    /// `docker-ssh`'s Docker builder over this session.
+    fn docker(&self) -> Docker {
+        Docker::new(self.pool.clone())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }
 
@@ -100,7 +159,7 @@ fn ok(out: &CmdOutput, what: &str) {
 }
 
 /// Waits for cloud-init and asserts it finished without errors.
-async fn cloud_init_done(ssh: &SshClient) {
+async fn cloud_init_done(ssh: &Session) {
     let status = ssh.exec("cloud-init status --wait --long").await;
     ok(&status, "cloud-init status");
     assert!(status.stdout.contains("status: done"), "{}", status.stdout);
@@ -134,6 +193,28 @@ async fn load_base(client: &LocalVpsClient, id: &VpsInstanceId) -> String {
 }
 
 /// Destroys the VPS and deletes its key, then checks both are gone.
+/// Loads the base image the way a real VPS gets one: `docker save` here, `docker load`
+/// over SSH with `docker-ssh`'s builder.
+async fn load_base_over_ssh(vps: &Booted) -> String {
+    let base = testbed::image(Image::Base);
+    let mut save = tokio::process::Command::new("docker")
+        .args(["save", &base])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("docker save");
+    let mut tar = save.stdout.take().expect("stdout");
+    let loaded = vps
+        .ssh
+        .docker()
+        .load(&mut tar)
+        .await
+        .expect("docker load over SSH");
+    assert!(save.wait().await.expect("docker save exits").success());
+    assert!(loaded.contains(&base), "docker load said {loaded:?}");
+    base
+}
+
 async fn destroy_and_check(client: &LocalVpsClient, id: &VpsInstanceId, key: &SshKeyId) {
     client.destroy_instance(id).await.expect("destroy_instance");
     assert!(matches!(
@@ -183,12 +264,19 @@ async fn docker_ready_vps_with_our_cloud_init_document() {
         .await;
     ok(&docker, "docker info");
     assert!(docker.stdout.contains("overlay2"), "{}", docker.stdout);
+    let version = vps
+        .ssh
+        .docker()
+        .server_version()
+        .await
+        .expect("Docker answers over SSH");
+    assert!(!version.is_empty());
 
     // Metadata: the VPS reads its user_data, a container on it cannot.
     let from_vps = metadata_from_vps(&vps).await;
     ok(&from_vps, "metadata from the VPS");
     assert_eq!(from_vps.stdout, vps.user_data);
-    let base = load_base(&client, &vps.id).await;
+    let base = load_base_over_ssh(&vps).await;
     let from_container = metadata_from_container(&vps, &base).await;
     assert_ne!(
         from_container.code, 0,
@@ -350,9 +438,7 @@ async fn stop_and_start_change_status_and_ports() {
     assert!(port_2222.ip().is_loopback());
     eprintln!("ssh before {} after {addr}", vps.ssh_addr);
     // Same host key after the reboot, per-instance cloud-init not rerun.
-    let ssh =
-        SshClient::connect_retrying(addr, vps.host.public(), &vps.user, Duration::from_secs(60))
-            .await;
+    let ssh = Session::connect(addr, &vps.host, &vps.user).await;
     ok(
         &ssh.exec("cloud-init status --wait").await,
         "cloud-init after reboot",
