@@ -184,8 +184,8 @@ impl SshSession {
         let bytes = command.stdin_bytes();
         let feed = async {
             let sent = match (stdin, bytes) {
-                (Some(reader), _) => tx.data(reader).await,
-                (None, Some(bytes)) => tx.data(bytes).await,
+                (Some(reader), _) => send_reader(&tx, reader).await,
+                (None, Some(bytes)) => tx.data_bytes(bytes.to_vec()).await,
                 (None, None) => Ok(()),
             };
             // Always end stdin, even after a local read error, so the command is not left
@@ -233,6 +233,23 @@ impl SshSession {
                 "the channel closed without an exit status".to_owned()
             })),
         }
+    }
+}
+
+/// Copies `reader` to the channel in large chunks (russh splits them into packets); the
+/// generic `data(reader)` path copies through an 8 KiB buffer, which halves upload speed.
+async fn send_reader(
+    tx: &russh::ChannelWriteHalf<client::Msg>,
+    reader: &mut (dyn AsyncRead + Send + Unpin),
+) -> Result<(), russh::Error> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        tx.data_bytes(buf[..n].to_vec()).await?;
     }
 }
 
