@@ -131,3 +131,8 @@ pub use wait::wait_for_sshd;
 
 /// The key types of russh this crate's API uses.
 pub use russh::keys::{PrivateKey, PublicKey};
+
+/// Compiles the README's example as a doc test, so it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
