@@ -254,12 +254,9 @@ impl Ensure<'_> {
                 tracing::debug!("another caller created the state container first");
                 return Ok(false);
             }
-            let err = docker_ssh::check_output(&self.target, &cmd, out)
-                .err()
-                .map(DockerError::from);
-            if let Some(err) = err {
-                return Err(self.docker_error("docker run", err));
-            }
+            // Not a success, so this is the error (with Docker's message).
+            docker_ssh::check_output(&self.target, &cmd, out)
+                .map_err(|e| self.docker_error("docker run", e.into()))?;
         }
         self.check_tools().await?;
         tracing::info!("created the state container");

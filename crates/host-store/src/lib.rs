@@ -96,3 +96,8 @@ pub use timestamp::{InvalidTimestamp, Timestamp};
 
 #[cfg(test)]
 mod tests;
+
+/// The README's example, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
