@@ -29,7 +29,8 @@ use crate::engine::{self, VolumeInfo};
 use crate::labels::{
     INSTANCE_LABEL, KEY_NAME_LABEL, KEY_PUBLIC_LABEL, KIND_LABEL, Kind, NAME_LABEL, OS_LABEL,
     PLAN_LABEL, REGION_LABEL, SNAPSHOT_DESCRIPTION_LABEL, SNAPSHOT_IMAGE_LABEL, SNAPSHOT_LABEL,
-    SNAPSHOT_SOURCE_LABEL, SSH_KEY_LABEL, has_all, tag_label, tag_labels, tags_from,
+    SNAPSHOT_SOURCE_LABEL, SSH_KEY_LABEL, TAG_PREFIX, TAGS_LABEL, has_all, tag_label, tag_labels,
+    tags_from,
 };
 use crate::seed::{SEED_DIR, hostname_for, meta_data};
 
@@ -61,6 +62,16 @@ impl std::fmt::Debug for LocalVpsClient {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// What a new instance is made from.
+struct Blueprint<'a> {
+    /// The image of its container.
+    image: &'a str,
+    /// How it gets its privileges.
+    privilege: Privilege,
+    /// `(base image, volume)`: fill its `/var/lib/docker` volume from this volume.
+    docker_volume_from: Option<(&'a str, &'a str)>,
 }
 
 /// The names of an instance's objects, all derived from its id.
@@ -124,6 +135,12 @@ fn image_error(image: Image, e: ImageError) -> VpsClientError {
         ),
         source: Some(Box::new(e)),
     }
+}
+
+/// Whether `key` can be written unquoted in a Dockerfile `LABEL` (our own keys can).
+fn is_plain_label_key(key: &str) -> bool {
+    key.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 /// Checks an OpenSSH public key line: `type base64 [comment]`, one line.
@@ -493,11 +510,11 @@ impl LocalVpsClient {
         &self,
         id: &VpsInstanceId,
         request: &CreateInstanceRequest,
-        image: &str,
-        privilege: Privilege,
+        blueprint: &Blueprint<'_>,
         public_keys: &[String],
         ports: &[u16],
     ) -> Result<(), VpsClientError> {
+        let (image, privilege) = (blueprint.image, blueprint.privilege);
         let names = Names::of(id);
         let instance = (INSTANCE_LABEL.to_owned(), id.as_str().to_owned());
 
@@ -515,6 +532,16 @@ impl LocalVpsClient {
             .volume_create(&names.docker_volume, &labels)
             .await
             .map_err(|e| engine_error("creating the VPS's /var/lib/docker volume", e))?;
+        if let Some((base, from)) = blueprint.docker_volume_from {
+            self.copy_volume(
+                base,
+                from,
+                &names.docker_volume,
+                (INSTANCE_LABEL, id.as_str()),
+                "copying the snapshot's /var/lib/docker into the new VPS",
+            )
+            .await?;
+        }
 
         let hostname = hostname_for(&request.label);
         let mut options = RunOptions::new(image, &names.container)
@@ -582,6 +609,122 @@ impl LocalVpsClient {
             .map_err(|e| engine_error(format_args!("starting {id}"), e))
     }
 
+    /// The ports to publish (22 first) and the public keys of a request, or why it is
+    /// refused.
+    async fn check_request(
+        &self,
+        request: &CreateInstanceRequest,
+    ) -> Result<(Vec<u16>, Vec<String>), VpsClientError> {
+        let mut ports = vec![SSH_PORT];
+        for port in &request.ports {
+            if *port == 0 {
+                return Err(invalid("port 0 cannot be published"));
+            }
+            if !ports.contains(port) {
+                ports.push(*port);
+            }
+        }
+        let public_keys = self.public_keys(&request.ssh_key_ids).await?;
+        Ok((ports, public_keys))
+    }
+
+    /// Creates the objects of a new instance; a failure removes what was made.
+    async fn create_from(
+        &self,
+        request: &CreateInstanceRequest,
+        blueprint: &Blueprint<'_>,
+        public_keys: &[String],
+        ports: &[u16],
+    ) -> Result<VpsInstanceId, VpsClientError> {
+        let id = VpsInstanceId::parse(&format!("lvps-{}", random_hex())).map_err(|e| {
+            VpsClientError::Backend {
+                message: format!("local-vps: generated an invalid instance id: {e}"),
+                source: None,
+            }
+        })?;
+        let span = tracing::info_span!(
+            "create_instance",
+            instance = %id,
+            label = %request.label,
+            image = blueprint.image
+        );
+        async {
+            let created = self
+                .create_parts(&id, request, blueprint, public_keys, ports)
+                .await;
+            if let Err(e) = created {
+                if let Err(cleanup) = self.remove_instance_objects(&id).await {
+                    tracing::error!(error = %cleanup, "could not remove what a failed create left");
+                    return Err(VpsClientError::Backend {
+                        message: format!(
+                            "{e}; and removing what it left failed too: {cleanup} \
+                             (remove containers, volumes and networks labelled {INSTANCE_LABEL}={id})"
+                        ),
+                        source: Some(Box::new(e)),
+                    });
+                }
+                return Err(e);
+            }
+            tracing::info!("fake VPS created");
+            Ok(id.clone())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Creates an instance from a snapshot, like a cloud's "create from snapshot": its
+    /// disk is the snapshot's image and its `/var/lib/docker` a copy of the snapshot's
+    /// volume (images and containers of the inner engine included). The request's
+    /// user_data and keys make a new seed with a new instance id, so cloud-init treats it
+    /// as a new instance and runs its per-instance modules again (the host key comes from
+    /// the new user_data). `request.os` is ignored: the snapshot is the OS.
+    #[tracing::instrument(skip(self, request), fields(label = %request.label))]
+    pub async fn create_instance_from_snapshot(
+        &self,
+        request: &CreateInstanceRequest,
+        snapshot: &VpsSnapshotId,
+    ) -> Result<VpsInstanceId, VpsClientError> {
+        let mut filters = self.owned(Kind::Snapshot);
+        filters.push((SNAPSHOT_LABEL.to_owned(), snapshot.to_string()));
+        let record = self
+            .volumes(&filters)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_found("snapshot", snapshot))?;
+        let image = record
+            .labels
+            .get(SNAPSHOT_IMAGE_LABEL)
+            .cloned()
+            .ok_or_else(|| {
+                VpsClientError::InvalidResponse(format!(
+                    "local-vps: snapshot {snapshot}'s record names no image"
+                ))
+            })?;
+        let complete = self
+            .docker
+            .image_exists(&image)
+            .await
+            .map_err(|e| engine_error("looking up the snapshot's image", e))?;
+        if !complete {
+            return Err(VpsClientError::Api {
+                status: 409,
+                message: format!(
+                    "snapshot {snapshot} is not complete (being taken, or taking it was interrupted)"
+                ),
+            });
+        }
+        let (ports, public_keys) = self.check_request(request).await?;
+        let (base, privilege) = self.ensure(Image::Base).await?;
+        let blueprint = Blueprint {
+            image: &image,
+            privilege,
+            docker_volume_from: Some((&base, &record.name)),
+        };
+        self.create_from(request, &blueprint, &public_keys, &ports)
+            .await
+    }
+
     /// The public keys of `ids`, in order; an unknown id is [`VpsClientError::NotFound`].
     async fn public_keys(&self, ids: &[SshKeyId]) -> Result<Vec<String>, VpsClientError> {
         if ids.is_empty() {
@@ -635,6 +778,31 @@ impl LocalVpsClient {
             .collect())
     }
 
+    /// Copies volume `from` into volume `to` (ownership, modes, xattrs such as overlayfs'
+    /// `trusted.*` ones) with a throwaway container of `base`, without network.
+    async fn copy_volume(
+        &self,
+        base: &str,
+        from: &str,
+        to: &str,
+        purpose: (&str, &str),
+        what: &str,
+    ) -> Result<(), VpsClientError> {
+        let mut copy = RunOptions::new(base, format!("{to}-copy-{}", random_hex()))
+            .volume(VolumeMount::new(from, "/from").read_only())
+            .volume(VolumeMount::new(to, "/to"))
+            .extra_args(["--network", "none", "--cap-add", "SYS_ADMIN"])
+            .entrypoint("cp")
+            .args(["-a", "/from/.", "/to/"]);
+        for (k, v) in self.owned(Kind::Helper) {
+            copy = copy.label(k, v);
+        }
+        copy = copy.label(purpose.0, purpose.1);
+        self.checked(what, &engine::run_attached(&copy, engine::COPY_TIMEOUT))
+            .await
+            .map(drop)
+    }
+
     async fn take_snapshot(
         &self,
         c: &ContainerInfo,
@@ -653,26 +821,29 @@ impl LocalVpsClient {
             .await?;
         }
         let taken = async {
-            let mut copy = RunOptions::new(base, format!("{snapshot}-copy"))
-                .volume(VolumeMount::new(&names.docker_volume, "/from").read_only())
-                .volume(VolumeMount::new(snapshot.as_str(), "/to"))
-                .extra_args(["--network", "none", "--cap-add", "SYS_ADMIN"])
-                .entrypoint("cp")
-                .args(["-a", "/from/.", "/to/"]);
-            for (k, v) in self.owned(Kind::Helper) {
-                copy = copy.label(k, v);
-            }
-            copy = copy.label(SNAPSHOT_LABEL, snapshot.as_str());
-            self.checked(
+            self.copy_volume(
+                &base,
+                &names.docker_volume,
+                snapshot.as_str(),
+                (SNAPSHOT_LABEL, snapshot.as_str()),
                 "copying the VPS's /var/lib/docker for the snapshot",
-                &engine::run_attached(&copy, engine::COPY_TIMEOUT),
             )
             .await?;
-            let changes = [
+            // The image keeps the container's labels; those that would make a VPS made
+            // from it look like the source (its instance id, its tags) are emptied.
+            let mut changes = vec![
                 format!("LABEL {KIND_LABEL}={}", Kind::SnapshotImage.as_str()),
                 format!("LABEL {SNAPSHOT_LABEL}={snapshot}"),
                 format!("LABEL {INSTANCE_LABEL}=\"\""),
+                format!("LABEL {TAGS_LABEL}=\"[]\""),
             ];
+            changes.extend(
+                c.config
+                    .labels
+                    .keys()
+                    .filter(|k| k.starts_with(TAG_PREFIX) && is_plain_label_key(k))
+                    .map(|k| format!("LABEL {k}=\"\"")),
+            );
             self.checked(
                 "committing the VPS's disk for the snapshot",
                 &engine::commit(&c.id, image_ref, &changes),
@@ -719,47 +890,15 @@ impl VpsClient for LocalVpsClient {
                 LocalOs::FRESH_DEBIAN_12_ID
             ))
         })?;
-        let mut ports = vec![SSH_PORT];
-        for port in &request.ports {
-            if *port == 0 {
-                return Err(invalid("port 0 cannot be published"));
-            }
-            if !ports.contains(port) {
-                ports.push(*port);
-            }
-        }
-        let public_keys = self.public_keys(&request.ssh_key_ids).await?;
+        let (ports, public_keys) = self.check_request(request).await?;
         let (image, privilege) = self.ensure(os.image()).await?;
-        let id = VpsInstanceId::parse(&format!("lvps-{}", random_hex())).map_err(|e| {
-            VpsClientError::Backend {
-                message: format!("local-vps: generated an invalid instance id: {e}"),
-                source: None,
-            }
-        })?;
-        let span =
-            tracing::info_span!("create_instance", instance = %id, label = %request.label, ?os);
-        async {
-            let created = self
-                .create_parts(&id, request, &image, privilege, &public_keys, &ports)
-                .await;
-            if let Err(e) = created {
-                if let Err(cleanup) = self.remove_instance_objects(&id).await {
-                    tracing::error!(error = %cleanup, "could not remove what a failed create left");
-                    return Err(VpsClientError::Backend {
-                        message: format!(
-                            "{e}; and removing what it left failed too: {cleanup} \
-                             (remove containers, volumes and networks labelled {INSTANCE_LABEL}={id})"
-                        ),
-                        source: Some(Box::new(e)),
-                    });
-                }
-                return Err(e);
-            }
-            tracing::info!("fake VPS created");
-            Ok(id.clone())
-        }
-        .instrument(span)
-        .await
+        let blueprint = Blueprint {
+            image: &image,
+            privilege,
+            docker_volume_from: None,
+        };
+        self.create_from(request, &blueprint, &public_keys, &ports)
+            .await
     }
 
     #[tracing::instrument(skip(self), fields(instance = %id))]

@@ -12,8 +12,8 @@ use docker_ssh::{Command, Docker, Executor, SshConfig, SshPool, SshTarget, wait_
 use local_vps::{LocalOs, LocalVpsClient};
 use testbed::{CmdOutput, Image, KeyPair};
 use vps_client::{
-    CreateInstanceRequest, UserData, VpsClient, VpsClientError, WaitOptions, probe_tcp_banner,
-    wait_until_active,
+    CreateInstanceRequest, SnapshotStatus, UserData, VpsClient, VpsClientError, WaitOptions,
+    probe_tcp_banner, wait_until_active,
 };
 use vps_primitives::{PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus};
 
@@ -486,4 +486,111 @@ async fn four_instances_at_once() {
         vps.ssh.close().await;
         destroy_and_check(&client, &vps.id, &vps.key).await;
     }
+}
+
+#[tokio::test]
+async fn snapshot_restores_disk_and_inner_images() {
+    let client = client();
+    let _guard = Guard::new(&client);
+    let vps = boot(&client, "e2e-snap-src", LocalOs::DockerReady, our_document).await;
+    cloud_init_done(&vps.ssh).await;
+    let base = load_base(&client, &vps.id).await;
+    ok(
+        &vps.ssh.exec("echo kept > /root/snapshot-marker").await,
+        "writing the marker",
+    );
+
+    let snapshot = client
+        .create_snapshot(&vps.id, "e2e: marker and base image")
+        .await
+        .expect("create_snapshot");
+    let listed = client.list_snapshots().await.expect("list_snapshots");
+    let info = listed
+        .iter()
+        .find(|s| s.id == snapshot)
+        .expect("the snapshot is listed");
+    assert_eq!(info.status, SnapshotStatus::Complete);
+    assert_eq!(info.description, "e2e: marker and base image");
+    assert!(info.created_at.is_some());
+    // The source was only paused: it answers again.
+    ok(&vps.ssh.exec("true").await, "the source after the snapshot");
+    assert_eq!(
+        client.instance_status(&vps.id).await.expect("status"),
+        VpsInstanceStatus::Active
+    );
+
+    // A new instance from it, with its own keys and user_data.
+    let host = KeyPair::generate();
+    let user = KeyPair::generate();
+    let key = client
+        .upload_ssh_key("e2e-snap-copy", &user.public_openssh())
+        .await
+        .expect("upload_ssh_key");
+    let user_data = our_document(&host);
+    let copy = client
+        .create_instance_from_snapshot(
+            &request(
+                "e2e-snap-copy",
+                LocalOs::DockerReady,
+                &user_data,
+                key.clone(),
+            ),
+            &snapshot,
+        )
+        .await
+        .expect("create_instance_from_snapshot");
+    let wait = WaitOptions::with_timeout(Duration::from_secs(240));
+    let addr = wait_until_active(&client, &copy, 22, &wait, |a| probe_tcp_banner(a, b"SSH-"))
+        .await
+        .expect("the copy becomes active");
+    // Pinned to the new host key: cloud-init saw a new instance and installed it.
+    let ssh = Session::connect(addr, &host, &user).await;
+    cloud_init_done(&ssh).await;
+    assert_eq!(ssh.exec("cat /root/snapshot-marker").await.stdout, "kept\n");
+    assert_eq!(ssh.exec("hostname").await.stdout.trim(), "e2e-snap-copy");
+    ok(
+        &ssh.exec(&format!("docker run --rm --pull never {base} true"))
+            .await,
+        "the inner image came along",
+    );
+    // The copy carries its own tags, not the source's.
+    let by_source_tag = client
+        .list_instances(Some(&Tag::new("mngr-test", "e2e-snap-src").expect("tag")))
+        .await
+        .expect("list");
+    assert_eq!(
+        by_source_tag.iter().map(|i| &i.id).collect::<Vec<_>>(),
+        [&vps.id]
+    );
+    ssh.close().await;
+    vps.ssh.close().await;
+
+    destroy_and_check(&client, &copy, &key).await;
+    destroy_and_check(&client, &vps.id, &vps.key).await;
+    client
+        .delete_snapshot(&snapshot)
+        .await
+        .expect("delete_snapshot");
+    client
+        .delete_snapshot(&snapshot)
+        .await
+        .expect("deleting it again succeeds");
+    let listed = client.list_snapshots().await.expect("list_snapshots");
+    assert!(listed.iter().all(|s| s.id != snapshot), "{listed:?}");
+    let image = format!("{}:{snapshot}", local_vps::SNAPSHOT_REPOSITORY);
+    let gone = std::process::Command::new("docker")
+        .args(["image", "inspect", &image])
+        .output()
+        .expect("docker runs");
+    assert!(!gone.status.success(), "{image} is still there");
+    assert!(
+        testbed::docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={snapshot}")
+        ])
+        .is_empty()
+    );
 }
