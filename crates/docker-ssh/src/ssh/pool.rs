@@ -215,3 +215,48 @@ impl Executor for SshPool {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::keys::generate_ed25519;
+
+    #[tokio::test]
+    async fn gives_up_after_bounded_retries_on_a_refused_port() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let target = SshTarget::new(
+            "127.0.0.1",
+            port,
+            "root",
+            Arc::new(generate_ed25519().expect("gen")),
+            generate_ed25519().expect("gen").public_key().clone(),
+        );
+        let config = SshConfig::default()
+            .attempts(3, 2)
+            .retry_delays(Duration::from_millis(100), Duration::from_millis(200));
+        let pool = SshPool::new(target, config);
+        let started = Instant::now();
+        let err = pool
+            .run(&Command::argv(["true"]))
+            .await
+            .expect_err("nothing listens");
+        let took = started.elapsed();
+        // Two backoff delays between three attempts: no busy loop, no endless retry.
+        assert!(took >= Duration::from_millis(150), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        let ExecError::Connection { source, .. } = &err else {
+            panic!("unexpected error {err}");
+        };
+        assert!(
+            matches!(**source, SshError::ReconnectFailed { attempts: 3, .. }),
+            "{source}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+    }
+}
