@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use docker_ssh::{KeyError, PublicKey, parse_public_key, public_key_line};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use vps_primitives::{
@@ -477,6 +478,28 @@ impl HostRecord {
     /// The host's id.
     pub fn host_id(&self) -> &HostId {
         &self.certified_host_data.host_id
+    }
+
+    /// The VPS's pinned host key, parsed (`Ok(None)` if the record has none).
+    pub fn vps_host_key(&self) -> Result<Option<PublicKey>, KeyError> {
+        self.ssh_host_public_key
+            .as_deref()
+            .map(parse_public_key)
+            .transpose()
+    }
+
+    /// The host container's pinned host key, parsed (`Ok(None)` if the record has none).
+    pub fn container_host_key(&self) -> Result<Option<PublicKey>, KeyError> {
+        self.container_ssh_host_public_key
+            .as_deref()
+            .map(parse_public_key)
+            .transpose()
+    }
+
+    /// Records these pinned host keys (as OpenSSH public key lines).
+    pub fn set_host_keys(&mut self, vps: Option<&PublicKey>, container: Option<&PublicKey>) {
+        self.ssh_host_public_key = vps.map(public_key_line);
+        self.container_ssh_host_public_key = container.map(public_key_line);
     }
 
     /// The record as stored: JSON with 2-space indentation and a final newline.

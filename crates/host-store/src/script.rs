@@ -2,8 +2,8 @@
 //!
 //! Pure functions: each returns the script text. Every value pasted into a script is a
 //! shell word made by [`docker_ssh::quote`]; record contents never are (they travel on
-//! stdin). The scripts need only `sh`, `mkdir`, `mktemp`, `cat`, `wc`, `mv`, `rm`, `sync`
-//! and `base64`, which both coreutils (Debian) and busybox (Alpine) provide.
+//! stdin). The scripts need only `sh` and [`REQUIRED_TOOLS`], which both coreutils and
+//! findutils (Debian) and busybox (Alpine) provide.
 
 use docker_ssh::quote;
 use vps_primitives::{AgentId, HostId};
@@ -22,8 +22,8 @@ pub(crate) const ABSENT: &str = "MNGR-ABSENT";
 pub const SHORT_WRITE_STATUS: u32 = 75;
 
 /// The programs the scripts need in the state container image.
-pub const REQUIRED_TOOLS: [&str; 9] = [
-    "mkdir", "mktemp", "cat", "wc", "mv", "rm", "sync", "base64", "tail",
+pub const REQUIRED_TOOLS: [&str; 10] = [
+    "mkdir", "mktemp", "cat", "wc", "mv", "rm", "sync", "base64", "tail", "find",
 ];
 
 /// Writes stdin to `<dir>/<file>` atomically: into a temp file in the same directory,
@@ -31,8 +31,8 @@ pub const REQUIRED_TOOLS: [&str; 9] = [
 /// connection or a killed `docker exec` is never renamed into place), fsynced, renamed
 /// over the target, then the directories are fsynced. A reader sees the old file or the
 /// new one, never a mix. The temp file is a dot-file, which listings never match; it is
-/// removed when the script fails or is interrupted, and is left behind only if the shell
-/// itself is killed with SIGKILL.
+/// removed when the script fails or is interrupted. One left behind by a shell killed
+/// with SIGKILL is removed by a later write of the same file once it is ten minutes old.
 ///
 /// `parent_dir`, when given, is fsynced too: `dir` may be created by this write, which
 /// changes the parent's entries.
@@ -47,6 +47,8 @@ dir={dir}
 file={file}
 expected={expected}
 mkdir -p "$dir"
+# Temp files of writers killed long ago (no write takes ten minutes).
+find "$dir" -maxdepth 1 -type f -name ".$file.tmp.*" -mmin +10 -exec rm -f {{}} \; 2>/dev/null || true
 tmp=$(mktemp "$dir/.$file.tmp.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 trap 'exit 129' HUP

@@ -234,6 +234,31 @@ fn json_round_trip_keeps_every_field() {
 }
 
 #[test]
+fn pinned_host_keys_parse_and_are_recorded_as_openssh_lines() {
+    let mut record = HostRecord::new(certified());
+    assert!(record.vps_host_key().expect("no key is fine").is_none());
+    let vps = docker_ssh::generate_ed25519().expect("key");
+    let container = docker_ssh::generate_ed25519().expect("key");
+    record.set_host_keys(Some(vps.public_key()), Some(container.public_key()));
+    assert!(
+        record
+            .ssh_host_public_key
+            .as_deref()
+            .is_some_and(|l| l.starts_with("ssh-ed25519 "))
+    );
+    assert_eq!(
+        record.vps_host_key().expect("parses").as_ref(),
+        Some(vps.public_key())
+    );
+    assert_eq!(
+        record.container_host_key().expect("parses").as_ref(),
+        Some(container.public_key())
+    );
+    record.ssh_host_public_key = Some("ssh-ed25519 AAAA…".into());
+    assert!(record.vps_host_key().is_err());
+}
+
+#[test]
 fn updated_copy_leaves_the_original_alone() {
     let original = full_record();
     let mut updated = original.clone();
@@ -539,6 +564,37 @@ fn sh_write_with_short_stdin_keeps_the_old_file() {
         b"old record"
     );
     assert_eq!(sh.entries(""), [name], "the temp file is removed");
+}
+
+#[test]
+fn sh_write_removes_stale_temp_files_only() {
+    let sh = Sh::new();
+    let name = format!("{}.json", host_id());
+    assert!(sh.write("", &name, b"v1").status.success());
+    let state = sh.state();
+    let stale = format!("{state}/.{name}.tmp.OLD123");
+    let fresh = format!("{state}/.{name}.tmp.NEW456");
+    let other = format!("{state}/.other.json.tmp.OLD789");
+    for path in [&stale, &fresh, &other] {
+        std::fs::write(path, b"half").expect("temp file");
+    }
+    let touched = Command::new("touch")
+        .args(["-d", "20 minutes ago", &stale, &other])
+        .status()
+        .expect("touch");
+    assert!(touched.success());
+    assert!(sh.write("", &name, b"v2").status.success());
+    let mut expected = vec![
+        format!(".{name}.tmp.NEW456"),
+        ".other.json.tmp.OLD789".to_owned(),
+        name,
+    ];
+    expected.sort();
+    assert_eq!(
+        sh.entries(""),
+        expected,
+        "only this file's stale temp file goes"
+    );
 }
 
 #[test]
