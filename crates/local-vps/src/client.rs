@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use docker_ssh::{
-    Command, ContainerInfo, Docker, DockerError, ExecOptions, LocalExecutor, ObjectKind,
+    Command, ContainerInfo, Docker, DockerError, ExecError, ExecOptions, LocalExecutor, ObjectKind,
     PULL_TIMEOUT, PortMapping, PsFilter, RunOptions, VolumeMount, check_output, is_no_such_object,
     parse_container_inspect, parse_load,
 };
@@ -114,12 +114,12 @@ fn invalid(message: impl Into<String>) -> VpsClientError {
 fn engine_error(what: impl std::fmt::Display, e: impl Into<DockerError>) -> VpsClientError {
     let e = e.into();
     let text = e.to_string();
-    let hint = if text.contains("Cannot connect to the Docker daemon")
-        || text.contains("No such file or directory")
-    {
-        " (is the Docker engine running and is `docker` installed? check `docker info`)"
-    } else {
-        ""
+    let hint = match &e {
+        DockerError::Exec(ExecError::Io { .. }) => " (is the `docker` CLI installed and on PATH?)",
+        _ if text.contains("Cannot connect to the Docker daemon") => {
+            " (is the Docker engine running? check `docker info`)"
+        }
+        _ => "",
     };
     VpsClientError::Backend {
         message: format!("local-vps: {what} failed: {text}{hint}"),
@@ -300,7 +300,8 @@ impl LocalVpsClient {
             .await
             .map_err(|e| engine_error("docker inspect", e))?;
         if !out.success() && !is_no_such_object(&out.stderr_text()) {
-            check_output("local", &cmd, out).map_err(|e| engine_error("docker inspect", e))?;
+            check_output(&self.docker.executor().target(), &cmd, out)
+                .map_err(|e| engine_error("docker inspect", e))?;
             return Ok(Vec::new());
         }
         let text = out.stdout_text();
@@ -431,7 +432,7 @@ impl LocalVpsClient {
         let save_status = save.wait().await;
         let save_stderr = stderr_task.await.unwrap_or_default();
         let out = loaded.map_err(|e| engine_error(format_args!("loading {image} into {id}"), e))?;
-        let out = check_output("local", &load, out).map_err(|e| {
+        let out = check_output(&self.docker.executor().target(), &load, out).map_err(|e| {
             engine_error(
                 format_args!("loading {image} into {id} (is Docker running in the VPS yet?)"),
                 e,
@@ -763,7 +764,7 @@ impl LocalVpsClient {
             .await
             .map_err(|e| engine_error("docker volume inspect", e))?;
         if !out.success() && !is_no_such_object(&out.stderr_text()) {
-            check_output("local", &cmd, out)
+            check_output(&self.docker.executor().target(), &cmd, out)
                 .map_err(|e| engine_error("docker volume inspect", e))?;
             return Ok(Vec::new());
         }

@@ -243,6 +243,11 @@ async fn docker_ready_vps_with_our_cloud_init_document() {
         started.elapsed().as_secs_f64()
     );
 
+    // The real cloud-init accepted our document without schema complaints.
+    ok(
+        &vps.ssh.exec("cloud-init schema --system").await,
+        "cloud-init schema --system",
+    );
     // The VPS presents only the host key from the user_data (the session is pinned to it).
     let keys = vps
         .ssh
