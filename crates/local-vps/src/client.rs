@@ -1,6 +1,6 @@
 //! [`LocalVpsClient`]: the [`VpsClient`] whose VPSes are fake-VPS containers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -54,6 +54,9 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 pub struct LocalVpsClient {
     docker: Docker,
     config: LocalVpsConfig,
+    /// Images this client has seen present (and how to run them), so a create does not
+    /// ask the engine again. Not instance state: losing it costs two `docker image inspect`.
+    images: Arc<tokio::sync::Mutex<HashMap<Image, (String, Privilege)>>>,
 }
 
 impl std::fmt::Debug for LocalVpsClient {
@@ -201,6 +204,7 @@ impl LocalVpsClient {
         Ok(Self {
             docker: Docker::new(Arc::new(LocalExecutor::new())),
             config,
+            images: Arc::default(),
         })
     }
 
@@ -229,6 +233,17 @@ impl LocalVpsClient {
     }
 
     async fn ensure(&self, image: Image) -> Result<(String, Privilege), VpsClientError> {
+        // Held while building, so concurrent first creates wait for one build.
+        let mut known = self.images.lock().await;
+        if let Some(found) = known.get(&image) {
+            return Ok(found.clone());
+        }
+        let found = self.ensure_uncached(image).await?;
+        known.insert(image, found.clone());
+        Ok(found)
+    }
+
+    async fn ensure_uncached(&self, image: Image) -> Result<(String, Privilege), VpsClientError> {
         let progress = self.config.progress_fn();
         let span = tracing::info_span!("ensure_image", image = image.name());
         tokio::task::spawn_blocking(move || {
