@@ -332,3 +332,6 @@ impl HostStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests;
