@@ -69,17 +69,30 @@ async fn boot(
         .await
         .expect("upload_ssh_key");
     let user_data = user_data(&host);
+    let asked = Instant::now();
     let id = client
         .create_instance(&request(label, os, &user_data, key.clone()))
         .await
         .expect("create_instance");
+    let created = asked.elapsed();
     let wait = WaitOptions::with_timeout(Duration::from_secs(240));
     let ssh_addr = wait_until_active(client, &id, 22, &wait, |addr| {
         probe_tcp_banner(addr, b"SSH-")
     })
     .await
     .expect("wait_until_active");
+    eprintln!(
+        "{label}: create_instance returned in {:.2}s, active after {:.2}s",
+        created.as_secs_f64(),
+        asked.elapsed().as_secs_f64()
+    );
     assert!(ssh_addr.ip().is_loopback(), "published on {ssh_addr}");
+    // Every published port is bound to 127.0.0.1 only.
+    let bindings = testbed::docker(&["port", id.as_str()]);
+    assert_eq!(bindings.lines().count(), 2, "22 and 2222: {bindings}");
+    for line in bindings.lines() {
+        assert!(line.contains(" -> 127.0.0.1:"), "not loopback only: {line}");
+    }
     let ssh = Session::connect(ssh_addr, &host, &user).await;
     Booted {
         id,
@@ -448,6 +461,12 @@ async fn stop_and_start_change_status_and_ports() {
         &ssh.exec("cloud-init status --wait").await,
         "cloud-init after reboot",
     );
+    // The metadata service came back with the VPS.
+    let metadata = ssh
+        .exec("curl -sf -m 5 http://169.254.169.254/latest/meta-data/instance-id")
+        .await;
+    ok(&metadata, "metadata after reboot");
+    assert_eq!(metadata.stdout, vps.id.as_str());
     assert!(matches!(
         client.socket_addr(&vps.id, 8080).await,
         Err(VpsClientError::Api { status: 400, .. })
