@@ -1027,6 +1027,24 @@ impl VpsClient for LocalVpsClient {
 
     #[tracing::instrument(skip(self), fields(snapshot = %id))]
     async fn delete_snapshot(&self, id: &VpsSnapshotId) -> Result<(), VpsClientError> {
+        // A copy helper left by an interrupted snapshot would keep the volume in use.
+        let helpers: Vec<PsFilter> = self
+            .owned(Kind::Helper)
+            .into_iter()
+            .chain([(SNAPSHOT_LABEL.to_owned(), id.to_string())])
+            .map(|(k, v)| PsFilter::label(k, v))
+            .collect();
+        let left = self
+            .docker
+            .ps(true, &helpers)
+            .await
+            .map_err(|e| engine_error(format_args!("listing helpers of snapshot {id}"), e))?;
+        for c in &left {
+            self.docker
+                .rm(&c.id, true)
+                .await
+                .map_err(|e| engine_error(format_args!("removing a helper of snapshot {id}"), e))?;
+        }
         let mut filters = self.owned(Kind::Snapshot);
         filters.push((SNAPSHOT_LABEL.to_owned(), id.to_string()));
         for v in self.volumes(&filters).await? {
