@@ -122,6 +122,10 @@ fn engine_error(what: impl std::fmt::Display, e: impl Into<DockerError>) -> VpsC
         _ if text.contains("Cannot connect to the Docker daemon") => {
             " (is the Docker engine running? check `docker info`)"
         }
+        _ if text.contains("non-overlapping IPv4 address pool") => {
+            " (each local VPS has a network of its own and the engine's address pools are \
+             used up: destroy unused VPSes, or widen `default-address-pools` in daemon.json)"
+        }
         _ => "",
     };
     VpsClientError::Backend {
