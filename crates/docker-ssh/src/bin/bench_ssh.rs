@@ -193,29 +193,14 @@ async fn main() -> Result<(), BoxError> {
         .collect(),
     };
 
-    // --- latency -------------------------------------------------------------------
-    let trivial = Command::argv(["true"]);
-    for _ in 0..10 {
-        pool.run_checked(&trivial).await?;
-    }
-    let mut pool_lat = Vec::new();
-    for _ in 0..settings.sequential {
-        let t = Instant::now();
-        pool.run_checked(&trivial).await?;
-        pool_lat.push(t.elapsed());
-    }
-
-    ssh.run(&[], "true").await?;
-    let mut spawn_lat = Vec::new();
-    for _ in 0..settings.spawn {
-        let t = Instant::now();
-        ssh.run(&[], "true").await?;
-        spawn_lat.push(t.elapsed());
-    }
-
+    // The machine may be shared: samples of the three clients are interleaved so that
+    // they all see the same background load, and ratios stay meaningful.
     let sock = scratch.join("cm.sock");
     let sock_s = sock.to_string_lossy().into_owned();
-    let cm_opts = ["-o", "ControlMaster=no", "-S", sock_s.as_str()];
+    let cm_opts: Vec<String> = ["-o", "ControlMaster=no", "-S", sock_s.as_str()]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let master = ssh
         .command(&["-M", "-S", &sock_s, "-N", "-o", "ControlPersist=no"], "")
         .kill_on_drop(true)
@@ -226,52 +211,75 @@ async fn main() -> Result<(), BoxError> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for _ in 0..10 {
-        ssh.run(&cm_opts, "true").await?;
-    }
-    let mut cm_lat = Vec::new();
-    for _ in 0..settings.sequential {
-        let t = Instant::now();
-        ssh.run(&cm_opts, "true").await?;
-        cm_lat.push(t.elapsed());
-    }
-
-    // --- 8-way concurrent throughput -------------------------------------------------
-    let n = settings.concurrent;
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let pool = pool.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in (w..n).step_by(8) {
-                pool.run_checked(&Command::argv(["true"])).await?;
-            }
-            Ok::<_, docker_ssh::ExecError>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    let pool_tput = n as f64 / t.elapsed().as_secs_f64();
-
     let ssh = Arc::new(ssh);
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let ssh = ssh.clone();
-        let sock_s = sock_s.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in (w..n).step_by(8) {
-                ssh.run(&["-o", "ControlMaster=no", "-S", &sock_s], "true")
-                    .await?;
-            }
-            Ok::<_, BoxError>(())
-        }));
+    let cm_args: Vec<&str> = cm_opts.iter().map(String::as_str).collect();
+
+    // --- latency -------------------------------------------------------------------
+    let trivial = Command::argv(["true"]);
+    for _ in 0..10 {
+        pool.run_checked(&trivial).await?;
+        ssh.run(&cm_args, "true").await?;
     }
-    for task in tasks {
-        task.await??;
+    ssh.run(&[], "true").await?;
+    let spawn_every = (settings.sequential / settings.spawn).max(1);
+    let (mut pool_lat, mut cm_lat, mut spawn_lat) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..settings.sequential {
+        let t = Instant::now();
+        pool.run_checked(&trivial).await?;
+        pool_lat.push(t.elapsed());
+        let t = Instant::now();
+        ssh.run(&cm_args, "true").await?;
+        cm_lat.push(t.elapsed());
+        if i % spawn_every == 0 {
+            let t = Instant::now();
+            ssh.run(&[], "true").await?;
+            spawn_lat.push(t.elapsed());
+        }
     }
-    let cm_tput = n as f64 / t.elapsed().as_secs_f64();
+
+    // --- 8-way concurrent throughput, in alternating rounds ------------------------
+    let n = settings.concurrent;
+    let rounds = 4;
+    let (mut pool_time, mut cm_time) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        let per_round = n / rounds;
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in (w..per_round).step_by(8) {
+                    pool.run_checked(&Command::argv(["true"])).await?;
+                }
+                Ok::<_, docker_ssh::ExecError>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        pool_time += t.elapsed();
+
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let ssh = ssh.clone();
+            let cm_opts = cm_opts.clone();
+            tasks.push(tokio::spawn(async move {
+                let args: Vec<&str> = cm_opts.iter().map(String::as_str).collect();
+                for _ in (w..per_round).step_by(8) {
+                    ssh.run(&args, "true").await?;
+                }
+                Ok::<_, BoxError>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        cm_time += t.elapsed();
+    }
+    let done = (n / rounds * rounds) as f64;
+    let pool_tput = done / pool_time.as_secs_f64();
+    let cm_tput = done / cm_time.as_secs_f64();
     drop(master);
 
     // --- upload --------------------------------------------------------------------

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::{HandlerError, PinningHandler, SshConfig, SshTarget, sig_name};
+use crate::backoff::Backoff;
 use crate::command::{Command, CommandBody, ExitStatus, LineSplitter, Output, OutputStream};
 use crate::error::{ExecError, SshError};
 use crate::executor::{ExecIo, Executor, LineCallback};
@@ -31,6 +32,9 @@ pub struct SshSession {
     /// behind the commands they kill (max_channels + 1 stays below sshd's MaxSessions).
     kill_channels: Semaphore,
 }
+
+/// Channel open refusals retried before giving up (about 2 s of waiting in total).
+const OPEN_REFUSALS: u32 = 30;
 
 /// Limit for killing a timed-out command.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -145,6 +149,37 @@ impl SshSession {
         }
     }
 
+    /// Opens a session channel. sshd frees a closed channel's session slot only in a later
+    /// turn of its main loop, so an open that follows a close closely can be refused
+    /// (`MaxSessions`) although fewer channels are in use: such refusals are retried after
+    /// a few milliseconds, a bounded number of times.
+    async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, RunFailure> {
+        let mut backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(100));
+        let mut refusals = 0;
+        loop {
+            match self.handle.channel_open_session().await {
+                Ok(channel) => return Ok(channel),
+                Err(russh::Error::ChannelOpenFailure(reason))
+                    if !self.handle.is_closed() && refusals < OPEN_REFUSALS =>
+                {
+                    refusals += 1;
+                    tracing::trace!(target = %self.target, ?reason, refusals, "channel open refused, retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(e) => {
+                    return Err(RunFailure::NotStarted(format!(
+                        "could not open a channel: {e}{}",
+                        if refusals > 0 {
+                            " (is sshd's MaxSessions below the pool's max_channels + 1?)"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+            }
+        }
+    }
+
     /// Runs one command on a new channel. `deadline` bounds the whole run.
     pub(crate) async fn run_channel(
         &self,
@@ -167,14 +202,13 @@ impl SshSession {
         }
         .map_err(|_| RunFailure::NotStarted("the session is shut down".into()))?;
 
-        let opening = self.handle.channel_open_session();
+        let opening = self.open_channel();
         let channel = match deadline {
             Some(d) => tokio::time::timeout_at(d, opening)
                 .await
-                .map_err(|_| timeout_error())?,
-            None => opening.await,
-        }
-        .map_err(|e| RunFailure::NotStarted(format!("could not open a channel: {e}")))?;
+                .map_err(|_| timeout_error())??,
+            None => opening.await?,
+        };
         let (mut rx, tx) = channel.split();
         tx.exec(true, remote_command_line(command).into_bytes())
             .await
@@ -364,7 +398,11 @@ async fn collect_channel(
     }
 }
 
-/// Strips the pid line the wrapper writes first on stderr.
+/// Most stderr bytes held back while looking for the pid line.
+const HEADER_LIMIT: usize = 4096;
+
+/// Strips the pid line the wrapper writes at the start of stderr. Output of the remote
+/// shell's startup files may come before it; that is passed on.
 #[derive(Default)]
 struct PidHeader {
     buffer: Vec<u8>,
@@ -378,27 +416,37 @@ impl PidHeader {
             return Some(data.to_vec());
         }
         self.buffer.extend_from_slice(data);
-        let n = self.buffer.len().min(PID_MARKER.len());
-        if self.buffer[..n] != PID_MARKER[..n] {
-            // Not our header (the wrapper could not run as expected): pass it all on.
-            self.done = true;
-            return Some(std::mem::take(&mut self.buffer));
-        }
-        let newline = self.buffer.iter().position(|&b| b == b'\n')?;
-        let number = &self.buffer[PID_MARKER.len().min(newline)..newline];
-        if let Some(p) = std::str::from_utf8(number)
+        let found = self
+            .buffer
+            .windows(PID_MARKER.len())
+            .position(|w| w == PID_MARKER);
+        let Some(start) = found else {
+            if self.buffer.len() > HEADER_LIMIT {
+                // No header (the wrapper did not run as expected): pass everything on.
+                self.done = true;
+                return Some(std::mem::take(&mut self.buffer));
+            }
+            return None;
+        };
+        let digits_start = start + PID_MARKER.len();
+        let newline = digits_start
+            + self.buffer[digits_start..]
+                .iter()
+                .position(|&b| b == b'\n')?;
+        if let Some(p) = std::str::from_utf8(&self.buffer[digits_start..newline])
             .ok()
             .and_then(|s| s.parse().ok())
         {
             pid.store(p, Ordering::SeqCst);
         }
         self.done = true;
-        let rest = self.buffer.split_off(newline + 1);
-        self.buffer.clear();
+        let mut rest = self.buffer[..start].to_vec();
+        rest.extend_from_slice(&self.buffer[newline + 1..]);
+        self.buffer = Vec::new();
         (!rest.is_empty()).then_some(rest)
     }
 
-    /// At the end of the stream: bytes still held back (an incomplete header).
+    /// At the end of the stream: bytes still held back.
     fn finish(&mut self) -> Option<Vec<u8>> {
         (!self.done && !self.buffer.is_empty()).then(|| std::mem::take(&mut self.buffer))
     }
@@ -500,15 +548,25 @@ mod tests {
     #[test]
     fn foreign_stderr_passes_through() {
         let pid = AtomicU32::new(0);
+        // Startup-file noise before the header is kept, the header removed.
         let mut h = PidHeader::default();
+        assert_eq!(h.feed(b"bashrc says hi\n", &pid), None);
         assert_eq!(
-            h.feed(b"sh: 1: exec: nope: not found\n", &pid).as_deref(),
-            Some(&b"sh: 1: exec: nope: not found\n"[..])
+            h.feed(b"\x1edocker-ssh-pid=7\nerr", &pid).as_deref(),
+            Some(&b"bashrc says hi\nerr"[..])
         );
-        assert_eq!(pid.load(Ordering::SeqCst), 0);
+        assert_eq!(pid.load(Ordering::SeqCst), 7);
+        // No header at all: held back up to the limit, then passed on.
         let mut h = PidHeader::default();
-        assert_eq!(h.feed(b"\x1edock", &pid), None);
-        assert_eq!(h.finish().as_deref(), Some(&b"\x1edock"[..]));
+        assert_eq!(h.feed(b"sh: exec: nope: not found\n", &pid), None);
+        assert_eq!(
+            h.finish().as_deref(),
+            Some(&b"sh: exec: nope: not found\n"[..])
+        );
+        let mut h = PidHeader::default();
+        let big = vec![b'x'; HEADER_LIMIT + 1];
+        assert_eq!(h.feed(&big, &pid).as_deref(), Some(&big[..]));
+        assert_eq!(h.feed(b"y", &pid).as_deref(), Some(&b"y"[..]));
     }
 
     #[test]
