@@ -43,15 +43,20 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`remote_command_line`]); it is removed from the output.
 const PID_MARKER: &[u8] = b"\x1edocker-ssh-pid=";
 
-/// The command line sent to sshd: report the pid (the session's process group leader)
-/// on stderr, then `exec` the command in that same process, so that a timeout can kill
-/// the whole group. Scripts run with `sh -c`, as [`LocalExecutor`](crate::LocalExecutor)
-/// runs them.
+/// The command line sent to sshd. Scripts run with `sh -c`, as
+/// [`LocalExecutor`](crate::LocalExecutor) runs them. A command with a timeout first
+/// reports its pid (the session's process group leader) on stderr, then `exec`s the
+/// command in that same process, so that a timeout can kill the whole group. An argv
+/// without a timeout is sent as is (one process fewer on the hot path).
 fn remote_command_line(command: &Command) -> String {
     let program = match command.body() {
+        CommandBody::Argv(argv) if command.timeout_value().is_none() => return quote_argv(argv),
         CommandBody::Argv(argv) => quote_argv(argv),
         CommandBody::Script(script) => format!("sh -c {}", quote(script)),
     };
+    if command.timeout_value().is_none() {
+        return format!("exec {program}");
+    }
     format!("printf '\\036docker-ssh-pid=%s\\n' \"$$\" >&2; exec {program}")
 }
 
@@ -571,18 +576,33 @@ mod tests {
 
     #[test]
     fn wrapper_reports_the_pid_then_execs() {
-        let line = remote_command_line(&Command::argv(["echo", "a b"]));
+        let t = Duration::from_secs(1);
+        let line = remote_command_line(&Command::argv(["echo", "a b"]).timeout(t));
         assert_eq!(
             line,
             "printf '\\036docker-ssh-pid=%s\\n' \"$$\" >&2; exec echo 'a b'"
         );
-        let line = remote_command_line(&Command::script("echo $HOME; exit 3"));
-        assert!(line.ends_with("exec sh -c 'echo $HOME; exit 3'"), "{line}");
+        let line = remote_command_line(&Command::script("echo $HOME; exit 3").timeout(t));
+        assert!(
+            line.ends_with("; exec sh -c 'echo $HOME; exit 3'"),
+            "{line}"
+        );
+        // Without a timeout there is nothing to kill: no pid line.
+        assert_eq!(
+            remote_command_line(&Command::argv(["echo", "a b"])),
+            "echo 'a b'"
+        );
+        assert_eq!(
+            remote_command_line(&Command::script("echo $HOME")),
+            "exec sh -c 'echo $HOME'"
+        );
     }
 
     #[test]
     fn wrapper_runs_in_a_real_shell() {
-        let line = remote_command_line(&Command::script("echo out; echo err >&2; exit 3"));
+        let line = remote_command_line(
+            &Command::script("echo out; echo err >&2; exit 3").timeout(Duration::from_secs(5)),
+        );
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&line)
