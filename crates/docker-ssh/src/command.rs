@@ -18,7 +18,8 @@ pub enum CommandBody {
     /// Program and arguments. Locally they are run without a shell; over SSH they are
     /// quoted with [`quote_argv`] so the remote shell splits them back into the same words.
     Argv(Vec<String>),
-    /// A POSIX shell script, run with `sh -c` locally and as the command line over SSH.
+    /// A POSIX shell script, run with `sh -c` (locally, and over SSH whatever the remote
+    /// user's login shell is).
     Script(String),
 }
 

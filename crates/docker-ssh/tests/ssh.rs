@@ -289,7 +289,9 @@ async fn timeout_kills_the_command_and_reports_it() {
 #[tokio::test]
 async fn fifty_concurrent_commands_on_one_pool() {
     let sshd = start_sshd().await;
-    let pool = pool(&sshd);
+    // One attempt per command and per connect: no retry on a new connection may hide
+    // a channel that sshd refused (MaxSessions) or a dropped connection.
+    let pool = SshPool::new(target(&sshd), SshConfig::default().attempts(1, 1));
     pool.connect().await.expect("connects");
     docker_exec(&sshd, &["mkdir", "-p", "/tmp/running"]);
     let tasks = (0..50).map(|i| {
