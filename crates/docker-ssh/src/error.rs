@@ -136,8 +136,10 @@ pub enum ExecError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The command did not finish in time and was killed.
-    #[error("`{command}` on {target} timed out after {after:?} and was killed")]
+    /// The command did not finish in time. If it had started, it was killed with the
+    /// processes it started (if the connection could not even be made in time, it never
+    /// started).
+    #[error("`{command}` on {target} timed out after {after:?} (killed if it had started)")]
     Timeout {
         /// Where it ran.
         target: String,
