@@ -33,7 +33,8 @@ pub enum KnownHostsError {
     /// The host name would corrupt the file or act as a wildcard.
     #[error(
         "host {host:?} cannot be stored in a known_hosts file \
-         (it is empty or contains whitespace, `,`, `*`, `?`, `!`, `#`, `|` or `@`)"
+         (it is empty or contains whitespace, `,`, `*`, `?`, `!`, `#`, `|`, `@`, `[` or `]`; \
+         give IPv6 addresses without brackets)"
     )]
     InvalidHost {
         /// The rejected host.
@@ -68,7 +69,7 @@ fn validate_host(host: &str) -> Result<(), KnownHostsError> {
     let bad = host.is_empty()
         || host
             .chars()
-            .any(|c| c.is_whitespace() || ",*?!#|@".contains(c) || c.is_control());
+            .any(|c| c.is_whitespace() || ",*?!#|@[]".contains(c) || c.is_control());
     if bad {
         return Err(KnownHostsError::InvalidHost {
             host: host.to_owned(),
@@ -417,7 +418,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let kh = KnownHosts::new(tmp.path().join("kh"));
         for host in [
-            "", "a b", "a,b", "*", "h?", "!h", "h\nx", "#", "|1|x", "@revoked",
+            "", "a b", "a,b", "*", "h?", "!h", "h\nx", "#", "|1|x", "@revoked", "[::1]",
         ] {
             assert!(
                 matches!(
