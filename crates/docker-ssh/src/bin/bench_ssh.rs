@@ -433,7 +433,7 @@ async fn bench(runtime: &str) -> Result<(), BoxError> {
         let vs_master = ratio(l.pool, l.master);
         let vs_spawn = ratio(l.pool, l.spawn);
         println!(
-            "per command, {label}: {vs_master:.1}x faster than ControlMaster (target >=3x: {}), \
+            "per command, {label}: {vs_master:.2}x faster than ControlMaster (target >=3x: {}), \
              {vs_spawn:.0}x faster than ssh per command (target >=30x: {})",
             verdict(vs_master >= 3.0),
             verdict(vs_spawn >= 30.0)
