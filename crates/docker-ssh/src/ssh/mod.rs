@@ -150,8 +150,9 @@ pub struct SshConfig {
     pub keepalive_interval: Duration,
     /// …and drop the connection after this many unanswered ones.
     pub keepalive_max: usize,
-    /// Most channels (commands) open at once on one connection. Keep it below sshd's
-    /// `MaxSessions` (10 by default): default 8.
+    /// Most channels (commands) open at once on one connection. Default 8: with the one
+    /// extra channel used to kill a timed-out command, that stays below sshd's default
+    /// `MaxSessions 10`. Raise it only for servers configured with more.
     pub max_channels: usize,
     /// Connection attempts per (re)connect, for refused, reset or timed-out connections.
     pub connect_attempts: u32,
