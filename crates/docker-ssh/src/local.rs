@@ -321,6 +321,26 @@ mod tests {
     }
 
     #[test]
+    fn large_stdin_and_stdout_at_once_do_not_deadlock() {
+        rt().block_on(async {
+            let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+            let out = LocalExecutor::new()
+                .run(
+                    &Command::argv(["cat"])
+                        .stdin(data.clone())
+                        .timeout(Duration::from_secs(30)),
+                )
+                .await
+                .expect("runs");
+            assert!(
+                out.stdout == data,
+                "stdout differs ({} bytes)",
+                out.stdout.len()
+            );
+        });
+    }
+
+    #[test]
     fn unread_stdin_is_not_an_error() {
         rt().block_on(async {
             let out = LocalExecutor::new()

@@ -212,6 +212,22 @@ async fn exit_codes_stderr_signals_stdin_and_quoting() {
     let want = hex::encode(Sha256::digest(&data));
     assert!(out.stdout_text().starts_with(&want), "{out:?}");
 
+    // Large stdin echoed back while it is still being sent: no deadlock on the windows.
+    let big: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let out = pool
+        .run(
+            &Command::argv(["cat"])
+                .stdin(big.clone())
+                .timeout(Duration::from_secs(60)),
+        )
+        .await
+        .expect("runs");
+    assert!(
+        out.stdout == big,
+        "stdout differs ({} bytes)",
+        out.stdout.len()
+    );
+
     // Streaming: lines arrive as they are printed, not at the end.
     let started = Instant::now();
     let mut seen = Vec::new();
