@@ -2,7 +2,7 @@
 //!
 //! | task | what it does |
 //! |---|---|
-//! | `images` | builds the local images the tests and `local-vps` need (skipped when present) |
+//! | `images` | builds the local images the tests and `local-vps` need (skipped when present), removes outdated ones |
 //! | `unit` | unit tests and doc tests: no Docker needed |
 //! | `integration` | images, then the integration tests (needs a Docker engine) |
 //! | `test` | images, then every test: unit, doc and integration |
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <images | unit | integration | test | ci | bench [ssh] | clean> [-- extra nextest args]"
+    "usage: cargo xtask <images | unit | integration | test | ci | bench [ssh [--quick]] | clean> [extra nextest args]"
 }
 
 /// Runs a command with inherited output; an error names the command and its exit status.
@@ -113,6 +113,7 @@ fn images() -> Result<Privilege> {
             .map_err(|e| e.to_string())?;
         println!("{:<16} {tag}", image.name());
     }
+    prune_stale_images();
     let privilege = Privilege::detect(&Image::Base.tag()).map_err(|e| e.to_string())?;
     println!(
         "privilege mode: {} ({:.1}s)",
@@ -120,6 +121,32 @@ fn images() -> Result<Privilege> {
         started.elapsed().as_secs_f64()
     );
     Ok(privilege)
+}
+
+/// Removes images this project built from older inputs (tags that are no longer current).
+/// Images still used by a container stay: `docker rmi` without `-f` refuses them.
+fn prune_stale_images() {
+    let current: Vec<String> = Image::ALL.iter().map(|i| i.tag()).collect();
+    let listed = Command::new("docker")
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .arg("--filter")
+        .arg(format!(
+            "reference={}/*",
+            local_vps_images::REPOSITORY_PREFIX
+        ))
+        .output();
+    let Ok(listed) = listed else { return };
+    let stale: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|tag| !current.iter().any(|c| c == tag))
+        .map(str::to_owned)
+        .collect();
+    for tag in stale {
+        let removed = Command::new("docker").args(["rmi", &tag]).output();
+        if removed.map(|o| o.status.success()).unwrap_or(false) {
+            eprintln!("removed outdated image {tag}");
+        }
+    }
 }
 
 fn run_id() -> String {
@@ -239,15 +266,21 @@ fn bench(rest: &[String]) -> Result {
         "ssh" | "all" => {
             require_docker()?;
             images()?;
-            run(cargo().args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "docker-ssh",
-                "--example",
-                "bench_ssh",
-            ]))
+            // A binary behind the `bench` feature, so release builds skip test-only crates.
+            run(cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "docker-ssh",
+                    "--features",
+                    "bench",
+                    "--bin",
+                    "bench_ssh",
+                    "--",
+                ])
+                .args(&rest[rest.len().min(1)..]))
         }
         other => Err(format!("unknown benchmark `{other}`; known: ssh")),
     }
