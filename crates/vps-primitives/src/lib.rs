@@ -21,6 +21,7 @@
 
 mod error;
 mod ids;
+mod macros;
 mod names;
 mod status;
 mod tags;
