@@ -70,40 +70,82 @@ impl fmt::Display for Method {
     }
 }
 
-/// The error an injected fault returns.
+/// The error an injected fault returns, and whether the call acts before it fails.
 #[derive(Clone)]
-pub struct Fault(Arc<dyn Fn(Method) -> VpsClientError + Send + Sync>);
+pub struct Fault {
+    make: Arc<dyn Fn(Method) -> VpsClientError + Send + Sync>,
+    after_acting: bool,
+}
 
 impl Fault {
     /// A [`VpsClientError::Transient`] error, as after a provider's 503 or a dropped
     /// connection.
     pub fn transient() -> Self {
-        Self(Arc::new(|m| VpsClientError::Transient {
+        Self::custom(|m| VpsClientError::Transient {
             message: format!("injected transient fault in {m}"),
-        }))
+        })
+    }
+
+    /// A [`VpsClientError::OutcomeUnknown`] error, as after a create whose connection
+    /// dropped once it was sent. By itself the call does nothing (the order was lost);
+    /// add [`Fault::after_acting`] for an order that went through.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let request = vps_client::conformance::ConformanceOptions::default().base_request;
+    /// use vps_client::{VpsClient, VpsClientError};
+    /// use vps_client::fake::{Fault, FakeVpsClient, Method};
+    ///
+    /// let fake = FakeVpsClient::new();
+    /// fake.fail_next(Method::CreateInstance, 1, Fault::outcome_unknown().after_acting());
+    /// let err = fake.create_instance(&request).await.expect_err("injected");
+    /// assert!(matches!(err, VpsClientError::OutcomeUnknown { .. }) && !err.is_transient());
+    /// assert_eq!(fake.instance_count(), 1, "the instance was ordered all the same");
+    /// # }
+    /// ```
+    pub fn outcome_unknown() -> Self {
+        Self::custom(|m| VpsClientError::OutcomeUnknown {
+            message: format!("injected fault in {m}: the connection dropped after sending"),
+        })
     }
 
     /// A [`VpsClientError::Api`] error with this status.
     pub fn api(status: u16) -> Self {
-        Self(Arc::new(move |m| VpsClientError::Api {
+        Self::custom(move |m| VpsClientError::Api {
             status,
             message: format!("injected API fault in {m}"),
-        }))
+        })
     }
 
     /// Any error the closure makes.
     pub fn custom(make: impl Fn(Method) -> VpsClientError + Send + Sync + 'static) -> Self {
-        Self(Arc::new(make))
+        Self {
+            make: Arc::new(make),
+            after_acting: false,
+        }
+    }
+
+    /// The same error, returned after the call did its work (created the instance,
+    /// deleted the key, …), as when the provider acted and its answer was lost. A call
+    /// that fails by itself returns its own error instead.
+    pub fn after_acting(self) -> Self {
+        Self {
+            after_acting: true,
+            ..self
+        }
     }
 
     fn error(&self, method: Method) -> VpsClientError {
-        (self.0)(method)
+        (self.make)(method)
     }
 }
 
 impl fmt::Debug for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Fault(..)")
+        f.debug_struct("Fault")
+            .field("after_acting", &self.after_acting)
+            .finish_non_exhaustive()
     }
 }
 
@@ -305,8 +347,8 @@ impl FakeVpsClient {
         self.lock().instances.remove(id).is_some()
     }
 
-    /// Counts the call, applies its delay and returns an injected fault, if any.
-    async fn enter(&self, method: Method) -> Result<(), VpsClientError> {
+    /// Counts the call, applies its delay and takes the fault injected for it, if any.
+    async fn enter(&self, method: Method) -> Option<Fault> {
         let (delay, fault) = {
             let mut state = self.lock();
             let n = {
@@ -327,9 +369,20 @@ impl FakeVpsClient {
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
-        match fault {
+        fault
+    }
+
+    /// One call of `method`: counted and delayed, then `op` runs unless a fault strikes
+    /// first; a fault injected [after acting](Fault::after_acting) replaces its success.
+    async fn call<T>(
+        &self,
+        method: Method,
+        op: impl FnOnce() -> Result<T, VpsClientError>,
+    ) -> Result<T, VpsClientError> {
+        match self.enter(method).await {
+            None => op(),
+            Some(fault) if fault.after_acting => op().and(Err(fault.error(method))),
             Some(fault) => Err(fault.error(method)),
-            None => Ok(()),
         }
     }
 
@@ -379,67 +432,75 @@ impl VpsClient for FakeVpsClient {
         &self,
         request: &CreateInstanceRequest,
     ) -> Result<VpsInstanceId, VpsClientError> {
-        self.enter(Method::CreateInstance).await?;
-        if request.label.trim().is_empty() {
-            return Err(VpsClientError::Api {
-                status: 400,
-                message: "label must not be empty".to_owned(),
-            });
-        }
-        let mut state = self.lock();
-        if let Some(missing) = request
-            .ssh_key_ids
-            .iter()
-            .find(|k| !state.keys.contains_key(*k))
-        {
-            return Err(VpsClientError::Api {
-                status: 400,
-                message: format!("unknown SSH key id {missing}"),
-            });
-        }
-        let raw = Self::next_id(&mut state, "fake-i-");
-        let id = VpsInstanceId::parse(&raw).map_err(|e| invalid_id("instance", e))?;
-        let last = (state.next_id % 250) as u8 + 1;
-        state.instances.insert(
-            id.clone(),
-            FakeInstance {
-                request: request.clone(),
-                status: VpsInstanceStatus::Pending,
-                address: IpAddr::V4(Ipv4Addr::new(198, 51, 100, last)),
-                reads: 0,
-                port_overrides: HashMap::new(),
-            },
-        );
-        Ok(id)
+        self.call(Method::CreateInstance, || {
+            if request.label.trim().is_empty() {
+                return Err(VpsClientError::Api {
+                    status: 400,
+                    message: "label must not be empty".to_owned(),
+                });
+            }
+            let mut state = self.lock();
+            if let Some(missing) = request
+                .ssh_key_ids
+                .iter()
+                .find(|k| !state.keys.contains_key(*k))
+            {
+                return Err(VpsClientError::Api {
+                    status: 400,
+                    message: format!("unknown SSH key id {missing}"),
+                });
+            }
+            let raw = Self::next_id(&mut state, "fake-i-");
+            let id = VpsInstanceId::parse(&raw).map_err(|e| invalid_id("instance", e))?;
+            let last = (state.next_id % 250) as u8 + 1;
+            state.instances.insert(
+                id.clone(),
+                FakeInstance {
+                    request: request.clone(),
+                    status: VpsInstanceStatus::Pending,
+                    address: IpAddr::V4(Ipv4Addr::new(198, 51, 100, last)),
+                    reads: 0,
+                    port_overrides: HashMap::new(),
+                },
+            );
+            Ok(id)
+        })
+        .await
     }
 
     async fn destroy_instance(&self, id: &VpsInstanceId) -> Result<(), VpsClientError> {
-        self.enter(Method::DestroyInstance).await?;
-        self.lock().instances.remove(id);
-        Ok(())
+        self.call(Method::DestroyInstance, || {
+            self.lock().instances.remove(id);
+            Ok(())
+        })
+        .await
     }
 
     async fn get_instance(&self, id: &VpsInstanceId) -> Result<InstanceInfo, VpsClientError> {
-        self.enter(Method::GetInstance).await?;
-        let mut state = self.lock();
-        let instance = state
-            .instances
-            .get_mut(id)
-            .ok_or_else(|| Self::not_found("instance", id))?;
-        Ok(self.read(instance, id))
+        self.call(Method::GetInstance, || {
+            let mut state = self.lock();
+            let instance = state
+                .instances
+                .get_mut(id)
+                .ok_or_else(|| Self::not_found("instance", id))?;
+            Ok(self.read(instance, id))
+        })
+        .await
     }
 
     async fn instance_status(
         &self,
         id: &VpsInstanceId,
     ) -> Result<VpsInstanceStatus, VpsClientError> {
-        self.enter(Method::InstanceStatus).await?;
-        let mut state = self.lock();
-        let instance = state
-            .instances
-            .get_mut(id)
-            .ok_or_else(|| Self::not_found("instance", id))?;
-        Ok(self.read(instance, id).status)
+        self.call(Method::InstanceStatus, || {
+            let mut state = self.lock();
+            let instance = state
+                .instances
+                .get_mut(id)
+                .ok_or_else(|| Self::not_found("instance", id))?;
+            Ok(self.read(instance, id).status)
+        })
+        .await
     }
 
     async fn socket_addr(
@@ -447,34 +508,38 @@ impl VpsClient for FakeVpsClient {
         id: &VpsInstanceId,
         port: u16,
     ) -> Result<SocketAddr, VpsClientError> {
-        self.enter(Method::SocketAddr).await?;
-        let state = self.lock();
-        let instance = state
-            .instances
-            .get(id)
-            .ok_or_else(|| Self::not_found("instance", id))?;
-        if instance.status == VpsInstanceStatus::Pending {
-            return Err(VpsClientError::NotReady {
-                id: id.clone(),
-                message: "no address assigned yet".to_owned(),
-            });
-        }
-        Ok(instance
-            .port_overrides
-            .get(&port)
-            .copied()
-            .unwrap_or(SocketAddr::new(instance.address, port)))
+        self.call(Method::SocketAddr, || {
+            let state = self.lock();
+            let instance = state
+                .instances
+                .get(id)
+                .ok_or_else(|| Self::not_found("instance", id))?;
+            if instance.status == VpsInstanceStatus::Pending {
+                return Err(VpsClientError::NotReady {
+                    id: id.clone(),
+                    message: "no address assigned yet".to_owned(),
+                });
+            }
+            Ok(instance
+                .port_overrides
+                .get(&port)
+                .copied()
+                .unwrap_or(SocketAddr::new(instance.address, port)))
+        })
+        .await
     }
 
     async fn list_instances(&self, tag: Option<&Tag>) -> Result<Vec<InstanceInfo>, VpsClientError> {
-        self.enter(Method::ListInstances).await?;
-        let mut state = self.lock();
-        Ok(state
-            .instances
-            .iter_mut()
-            .filter(|(_, i)| tag.is_none_or(|t| i.request.tags.contains(t)))
-            .map(|(id, i)| self.read(i, id))
-            .collect())
+        self.call(Method::ListInstances, || {
+            let mut state = self.lock();
+            Ok(state
+                .instances
+                .iter_mut()
+                .filter(|(_, i)| tag.is_none_or(|t| i.request.tags.contains(t)))
+                .map(|(id, i)| self.read(i, id))
+                .collect())
+        })
+        .await
     }
 
     async fn create_snapshot(
@@ -482,49 +547,55 @@ impl VpsClient for FakeVpsClient {
         id: &VpsInstanceId,
         description: &str,
     ) -> Result<VpsSnapshotId, VpsClientError> {
-        self.enter(Method::CreateSnapshot).await?;
-        let mut state = self.lock();
-        if !state.instances.contains_key(id) {
-            return Err(Self::not_found("instance", id));
-        }
-        let raw = Self::next_id(&mut state, "fake-s-");
-        let snapshot_id = VpsSnapshotId::parse(&raw).map_err(|e| invalid_id("snapshot", e))?;
-        state.snapshots.insert(
-            snapshot_id.clone(),
-            FakeSnapshot {
-                info: SnapshotInfo {
-                    id: snapshot_id.clone(),
-                    description: description.to_owned(),
-                    status: SnapshotStatus::Pending,
-                    created_at: None,
+        self.call(Method::CreateSnapshot, || {
+            let mut state = self.lock();
+            if !state.instances.contains_key(id) {
+                return Err(Self::not_found("instance", id));
+            }
+            let raw = Self::next_id(&mut state, "fake-s-");
+            let snapshot_id = VpsSnapshotId::parse(&raw).map_err(|e| invalid_id("snapshot", e))?;
+            state.snapshots.insert(
+                snapshot_id.clone(),
+                FakeSnapshot {
+                    info: SnapshotInfo {
+                        id: snapshot_id.clone(),
+                        description: description.to_owned(),
+                        status: SnapshotStatus::Pending,
+                        created_at: None,
+                    },
+                    lists: 0,
                 },
-                lists: 0,
-            },
-        );
-        Ok(snapshot_id)
+            );
+            Ok(snapshot_id)
+        })
+        .await
     }
 
     async fn delete_snapshot(&self, id: &VpsSnapshotId) -> Result<(), VpsClientError> {
-        self.enter(Method::DeleteSnapshot).await?;
-        self.lock().snapshots.remove(id);
-        Ok(())
+        self.call(Method::DeleteSnapshot, || {
+            self.lock().snapshots.remove(id);
+            Ok(())
+        })
+        .await
     }
 
     async fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>, VpsClientError> {
-        self.enter(Method::ListSnapshots).await?;
-        let until = self.options.lists_until_snapshot_complete;
-        let mut state = self.lock();
-        Ok(state
-            .snapshots
-            .values_mut()
-            .map(|s| {
-                if s.lists >= until {
-                    s.info.status = SnapshotStatus::Complete;
-                }
-                s.lists += 1;
-                s.info.clone()
-            })
-            .collect())
+        self.call(Method::ListSnapshots, || {
+            let until = self.options.lists_until_snapshot_complete;
+            let mut state = self.lock();
+            Ok(state
+                .snapshots
+                .values_mut()
+                .map(|s| {
+                    if s.lists >= until {
+                        s.info.status = SnapshotStatus::Complete;
+                    }
+                    s.lists += 1;
+                    s.info.clone()
+                })
+                .collect())
+        })
+        .await
     }
 
     async fn upload_ssh_key(
@@ -532,36 +603,42 @@ impl VpsClient for FakeVpsClient {
         name: &str,
         public_key: &str,
     ) -> Result<SshKeyId, VpsClientError> {
-        self.enter(Method::UploadSshKey).await?;
-        let key = public_key.trim();
-        if key.is_empty() || key.contains('\n') || key.split_whitespace().count() < 2 {
-            return Err(VpsClientError::Api {
-                status: 400,
-                message: "ssh_key must be one OpenSSH public key line".to_owned(),
-            });
-        }
-        let mut state = self.lock();
-        let raw = Self::next_id(&mut state, "fake-k-");
-        let id = SshKeyId::parse(&raw).map_err(|e| invalid_id("SSH key", e))?;
-        state.keys.insert(
-            id.clone(),
-            SshKeyInfo {
-                id: id.clone(),
-                name: name.to_owned(),
-                public_key: key.to_owned(),
-            },
-        );
-        Ok(id)
+        self.call(Method::UploadSshKey, || {
+            let key = public_key.trim();
+            if key.is_empty() || key.contains('\n') || key.split_whitespace().count() < 2 {
+                return Err(VpsClientError::Api {
+                    status: 400,
+                    message: "ssh_key must be one OpenSSH public key line".to_owned(),
+                });
+            }
+            let mut state = self.lock();
+            let raw = Self::next_id(&mut state, "fake-k-");
+            let id = SshKeyId::parse(&raw).map_err(|e| invalid_id("SSH key", e))?;
+            state.keys.insert(
+                id.clone(),
+                SshKeyInfo {
+                    id: id.clone(),
+                    name: name.to_owned(),
+                    public_key: key.to_owned(),
+                },
+            );
+            Ok(id)
+        })
+        .await
     }
 
     async fn delete_ssh_key(&self, id: &SshKeyId) -> Result<(), VpsClientError> {
-        self.enter(Method::DeleteSshKey).await?;
-        self.lock().keys.remove(id);
-        Ok(())
+        self.call(Method::DeleteSshKey, || {
+            self.lock().keys.remove(id);
+            Ok(())
+        })
+        .await
     }
 
     async fn list_ssh_keys(&self) -> Result<Vec<SshKeyInfo>, VpsClientError> {
-        self.enter(Method::ListSshKeys).await?;
-        Ok(self.lock().keys.values().cloned().collect())
+        self.call(Method::ListSshKeys, || {
+            Ok(self.lock().keys.values().cloned().collect())
+        })
+        .await
     }
 }

@@ -39,9 +39,10 @@
 //!
 //! Implement [`VpsClient`] on a type that holds the provider's HTTP client and credentials,
 //! map the provider's states onto [`VpsInstanceStatus`] and its errors onto
-//! [`VpsClientError`] (404 → [`VpsClientError::NotFound`], 429/5xx after retries →
-//! [`VpsClientError::Transient`]), and treat "already gone" as success in the three
-//! deletes. A skeleton (an in-memory table stands in for the provider's API):
+//! [`VpsClientError`] (404 → [`VpsClientError::NotFound`]; 429/5xx of a request that is
+//! safe to repeat, after retries → [`VpsClientError::Transient`]; a create that failed
+//! after it may have reached the provider → [`VpsClientError::OutcomeUnknown`], never
+//! repeated), and treat "already gone" as success in the three deletes. A skeleton (an in-memory table stands in for the provider's API):
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -139,7 +140,9 @@ use vps_primitives::{SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapsho
 /// - `get_instance` and `socket_addr` of an unknown id fail with [`VpsClientError::NotFound`].
 /// - `list_instances(Some(tag))` returns exactly the instances carrying that tag.
 /// - Each method is one logical provider operation; retries on transient failures happen
-///   inside the implementation, and what is left is reported.
+///   inside the implementation, and what is left is reported. A request that changes
+///   something is repeated only when it certainly did not act; when it may have acted, the
+///   error is [`VpsClientError::OutcomeUnknown`].
 #[async_trait]
 pub trait VpsClient: Send + Sync {
     /// A short name of the provider kind, e.g. `vultr` or `local`, for messages.
@@ -147,6 +150,9 @@ pub trait VpsClient: Send + Sync {
 
     /// Orders a new instance. Returns as soon as the provider accepted the order; use
     /// `wait_until_active` to wait for it to boot.
+    ///
+    /// Never retry on [`VpsClientError::OutcomeUnknown`] blindly: the instance may exist.
+    /// List the instances carrying the request's tags first.
     async fn create_instance(
         &self,
         request: &CreateInstanceRequest,

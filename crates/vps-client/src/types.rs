@@ -124,10 +124,27 @@ pub enum VpsClientError {
         message: String,
     },
     /// The provider could not be reached, or answered with an error that may pass
-    /// (rate limit, 5xx), after the implementation's retries ran out.
+    /// (rate limit, overload), after the implementation's retries ran out. The request
+    /// certainly did not act, so trying it again is safe.
     #[error("provider unreachable or overloaded: {message}")]
     Transient {
         /// What happened on the last attempt.
+        message: String,
+    },
+    /// A request that changes something (a create, above all) failed in a way that leaves
+    /// open whether the provider carried it out: the connection dropped after it was sent,
+    /// or the provider answered with a server error. The implementation did not repeat it,
+    /// since a second create could order a second, billed instance.
+    ///
+    /// Not [transient](VpsClientError::is_transient): before trying again, look up what
+    /// the request would have made (an instance by the tags of its request, with
+    /// [`crate::VpsClient::list_instances`]; a snapshot or key in its listing) and use or
+    /// remove it.
+    #[error(
+        "the provider may or may not have carried out the request: {message}; look up what it would have made (an instance by its tags) before trying again"
+    )]
+    OutcomeUnknown {
+        /// What happened to the request.
         message: String,
     },
     /// The instance exists but is not ready for what was asked (no address yet, say).
@@ -168,8 +185,73 @@ pub enum VpsClientError {
 }
 
 impl VpsClientError {
-    /// Whether trying the same call again later may succeed.
+    /// Whether trying the same call again later may succeed, and is safe:
+    /// [`VpsClientError::Transient`] and [`VpsClientError::NotReady`].
+    /// [`VpsClientError::OutcomeUnknown`] is not: the call may have acted already.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Transient { .. } | Self::NotReady { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_of_requests_that_certainly_did_not_act_are_transient() {
+        let id = VpsInstanceId::parse("i-1").expect("valid id");
+        let transient = [
+            VpsClientError::Transient {
+                message: "HTTP 503".into(),
+            },
+            VpsClientError::NotReady {
+                id: id.clone(),
+                message: "no address yet".into(),
+            },
+        ];
+        for e in &transient {
+            assert!(e.is_transient(), "{e}");
+        }
+        let permanent = [
+            VpsClientError::OutcomeUnknown {
+                message: "POST /instances: HTTP 500".into(),
+            },
+            VpsClientError::NotFound {
+                kind: "instance",
+                id: "i-1".into(),
+            },
+            VpsClientError::Api {
+                status: 400,
+                message: "bad plan".into(),
+            },
+            VpsClientError::Timeout {
+                id,
+                wanted: "active",
+                waited_secs: 1.0,
+                last_seen: "PENDING".into(),
+            },
+            VpsClientError::InvalidResponse("?".into()),
+            VpsClientError::Config("no key".into()),
+            VpsClientError::Backend {
+                message: "engine down".into(),
+                source: None,
+            },
+        ];
+        for e in &permanent {
+            assert!(!e.is_transient(), "{e}");
+        }
+    }
+
+    #[test]
+    fn outcome_unknown_tells_the_caller_to_look_before_retrying() {
+        let e = VpsClientError::OutcomeUnknown {
+            message: "POST /instances: connection closed".into(),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("POST /instances: connection closed"),
+            "{text}"
+        );
+        assert!(text.contains("before trying again"), "{text}");
     }
 }

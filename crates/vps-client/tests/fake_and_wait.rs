@@ -90,6 +90,54 @@ async fn create_refuses_unknown_keys_and_keeps_the_user_data() {
     assert!(!format!("{:?}", fake.instance_request(&id)).contains("cloud-config"));
 }
 
+#[tokio::test]
+async fn an_outcome_unknown_fault_orders_nothing_unless_it_strikes_after_acting() {
+    let fake = FakeVpsClient::new();
+    let tag: Tag = "mngr-provider=test".parse().expect("valid");
+
+    fake.fail_next(Method::CreateInstance, 1, Fault::outcome_unknown());
+    let err = fake
+        .create_instance(&request("lost"))
+        .await
+        .expect_err("injected");
+    assert!(
+        matches!(&err, VpsClientError::OutcomeUnknown { message } if message.contains("create_instance")),
+        "{err}"
+    );
+    assert!(!err.is_transient(), "{err}");
+    assert_eq!(fake.instance_count(), 0, "the order was lost");
+
+    fake.fail_next(
+        Method::CreateInstance,
+        1,
+        Fault::outcome_unknown().after_acting(),
+    );
+    let err = fake
+        .create_instance(&request("went-through"))
+        .await
+        .expect_err("injected");
+    assert!(
+        matches!(err, VpsClientError::OutcomeUnknown { .. }),
+        "{err}"
+    );
+    // What a caller does next: look the instance up by its tags.
+    let found = fake.list_instances(Some(&tag)).await.expect("list");
+    assert_eq!(found.len(), 1, "the order went through: {found:?}");
+    assert_eq!(found[0].label, "went-through");
+
+    // A call that fails by itself reports its own error, not the injected one.
+    fake.fail_next(Method::CreateInstance, 1, Fault::api(500).after_acting());
+    let err = fake
+        .create_instance(&request(" "))
+        .await
+        .expect_err("empty label");
+    assert!(
+        matches!(&err, VpsClientError::Api { status: 400, .. }),
+        "{err}"
+    );
+    assert_eq!(fake.calls(Method::CreateInstance), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn wait_returns_the_address_once_active() {
     let fake = FakeVpsClient::with_options(FakeOptions {

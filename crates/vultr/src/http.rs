@@ -54,6 +54,14 @@ pub(crate) enum CallError {
         message: String,
         attempts: u32,
     },
+    /// A request that is not repeated (a `POST`) failed after it may have reached the
+    /// API (a 5xx other than 503, or the connection failed after sending): the API may
+    /// have carried it out.
+    OutcomeUnknown {
+        call: String,
+        /// The status and message, or the transport error, of the failed attempt.
+        message: String,
+    },
 }
 
 impl CallError {
@@ -87,6 +95,11 @@ impl From<CallError> for VpsClientError {
                 message: format!(
                     "{call}: {message} (gave up after {attempts} attempt{})",
                     plural(attempts)
+                ),
+            },
+            CallError::OutcomeUnknown { call, message } => VpsClientError::OutcomeUnknown {
+                message: format!(
+                    "{call}: {message} (not repeated: the API may have carried it out)"
                 ),
             },
         }
@@ -199,7 +212,15 @@ impl Http {
                 }
             };
             if !RetryPolicy::is_retryable(failure, idempotency) {
-                tracing::debug!(%method, path, attempt, reason = %describe(&error), "Vultr API request failed; not retried");
+                let reason = describe(&error);
+                if RetryPolicy::may_have_acted(failure) {
+                    tracing::warn!(%method, path, attempt, %reason, "Vultr API request failed after it may have been carried out; not retried");
+                    return Err(CallError::OutcomeUnknown {
+                        call,
+                        message: reason,
+                    });
+                }
+                tracing::debug!(%method, path, attempt, %reason, "Vultr API request failed; not retried");
                 return Err(error);
             }
             let Some(delay) = self.retry.delay_before_retry(retry, retry_after) else {
@@ -343,7 +364,9 @@ fn describe(error: &CallError) -> String {
         CallError::Status {
             status, message, ..
         } => format!("HTTP {status}: {message}"),
-        CallError::Transport { message, .. } => message.clone(),
+        CallError::Transport { message, .. } | CallError::OutcomeUnknown { message, .. } => {
+            message.clone()
+        }
     }
 }
 
@@ -481,5 +504,15 @@ mod tests {
             VpsClientError::from(status(400)),
             VpsClientError::Api { status: 400, message } if message == "m"
         ));
+        let unknown = VpsClientError::from(CallError::OutcomeUnknown {
+            call: "POST /instances".to_owned(),
+            message: "HTTP 500: Internal error.".to_owned(),
+        });
+        assert!(
+            matches!(&unknown, VpsClientError::OutcomeUnknown { message }
+                if message.contains("POST /instances: HTTP 500: Internal error.")),
+            "{unknown}"
+        );
+        assert!(!unknown.is_transient());
     }
 }

@@ -9,8 +9,11 @@
 //!   is an [`ApiKey`], which never shows in `Debug`, logs or errors;
 //! - **pagination** of every list (`per_page` and `cursor`) to the last page;
 //! - **retries** with exponential backoff and jitter on 429, 503, other 5xx and
-//!   connection failures, honouring `Retry-After` (a `POST` is repeated only when the API
-//!   certainly did not act on it, so a retry never orders a second instance);
+//!   connection failures, honouring `Retry-After`. A `POST` is repeated only when the API
+//!   certainly did not act on it, so a retry never orders a second instance; one that
+//!   failed after it may have been carried out (a 5xx other than 503, a connection lost
+//!   after sending) fails with
+//!   [`VpsClientError::OutcomeUnknown`](vps_client::VpsClientError::OutcomeUnknown);
 //! - a **client-side rate limit** (30 requests per second by default) and a **timeout**
 //!   on every request;
 //! - **readiness** that waits for `status`, `power_status`, `server_status` and `main_ip`

@@ -12,7 +12,9 @@ use crate::VultrConfig;
 /// retried only when the API certainly did not act on it: a 429 or 503 answer, or a
 /// connection that was never established. A `POST` that failed after it was sent (a
 /// dropped connection, a timeout, a 500) is not repeated, because a second instance
-/// would be ordered and billed; the caller sees a transient error instead.
+/// would be ordered and billed; the caller sees
+/// [`VpsClientError::OutcomeUnknown`](vps_client::VpsClientError::OutcomeUnknown)
+/// instead (see [`RetryPolicy::may_have_acted`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Idempotency {
     /// Safe to repeat.
@@ -61,6 +63,19 @@ impl RetryPolicy {
             }
             AttemptFailure::Status(_) => false,
             AttemptFailure::AfterSend => idempotency == Idempotency::Idempotent,
+        }
+    }
+
+    /// Whether the API may have carried out a request that failed this way: it was sent
+    /// and then the connection failed, or the API answered with a server error other than
+    /// 503 (which, like 429, says the request was turned away). A request of this kind
+    /// that is not repeated has an unknown outcome.
+    pub(crate) fn may_have_acted(failure: AttemptFailure) -> bool {
+        match failure {
+            AttemptFailure::AfterSend => true,
+            AttemptFailure::Status(503) => false,
+            AttemptFailure::Status(status) => (500..600).contains(&status),
+            AttemptFailure::Connect => false,
         }
     }
 
@@ -216,6 +231,35 @@ mod tests {
                 want,
                 "{failure:?} {idem:?}"
             );
+        }
+    }
+
+    #[test]
+    fn what_may_have_acted() {
+        use AttemptFailure::*;
+        let table = [
+            (AfterSend, true),
+            (Status(500), true),
+            (Status(502), true),
+            (Status(504), true),
+            (Status(503), false),
+            (Status(429), false),
+            (Status(400), false),
+            (Status(404), false),
+            (Connect, false),
+        ];
+        for (failure, want) in table {
+            assert_eq!(RetryPolicy::may_have_acted(failure), want, "{failure:?}");
+        }
+        // A POST is never repeated after a failure that may have acted; every other
+        // failure of a POST is either retried or a definite answer.
+        for (failure, _) in table {
+            if RetryPolicy::may_have_acted(failure) {
+                assert!(!RetryPolicy::is_retryable(
+                    failure,
+                    Idempotency::NotIdempotent
+                ));
+            }
         }
     }
 

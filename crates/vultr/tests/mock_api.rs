@@ -1,5 +1,6 @@
-//! `VultrClient` against a stateful mock of the Vultr API: pagination, retries, errors,
-//! readiness, request bodies, firewall groups, rate limit and timeouts.
+//! `VultrClient` against a stateful mock of the Vultr API: pagination, retries, errors
+//! (creates of unknown outcome among them), readiness, request bodies, firewall groups,
+//! rate limit and timeouts.
 
 mod support;
 
@@ -231,7 +232,7 @@ async fn other_5xx_are_retried_for_reads_and_deletes() {
 }
 
 #[tokio::test]
-async fn a_500_on_create_is_not_repeated_since_the_order_may_have_gone_through() {
+async fn a_500_on_create_is_not_repeated_and_its_outcome_is_unknown() {
     let mock = MockVultr::start().await;
     mock.fail_next("POST", "/v2/instances", 1, error(500, "Internal error."))
         .await;
@@ -241,10 +242,90 @@ async fn a_500_on_create_is_not_repeated_since_the_order_may_have_gone_through()
         .await
         .expect_err("500");
     assert!(
-        matches!(&err, VpsClientError::Transient { message } if message.contains("HTTP 500") && message.contains("Internal error.")),
+        matches!(&err, VpsClientError::OutcomeUnknown { message }
+            if message.contains("POST /instances") && message.contains("HTTP 500") && message.contains("Internal error.")),
         "{err}"
     );
+    assert!(!err.is_transient(), "a caller must not simply retry: {err}");
     assert_eq!(count(&mock, "POST", "/v2/instances").await, 1);
+}
+
+#[tokio::test]
+async fn other_posts_that_may_have_acted_have_an_unknown_outcome_too() {
+    let mock = MockVultr::start().await;
+    let client = mock.client();
+    let instance = client
+        .create_instance(&request("mngr-posts"))
+        .await
+        .expect("create");
+    mock.fail_next("POST", "/v2/snapshots", 1, ResponseTemplate::new(502))
+        .await;
+    mock.fail_next("POST", "/v2/ssh-keys", 1, error(504, "Gateway timeout."))
+        .await;
+    let err = client
+        .create_snapshot(&instance, "snap")
+        .await
+        .expect_err("502");
+    assert!(
+        matches!(&err, VpsClientError::OutcomeUnknown { message } if message.contains("HTTP 502")),
+        "{err}"
+    );
+    let err = client
+        .upload_ssh_key("k", "ssh-ed25519 AAAAC3Nza me@host")
+        .await
+        .expect_err("504");
+    assert!(
+        matches!(&err, VpsClientError::OutcomeUnknown { message } if message.contains("Gateway timeout.")),
+        "{err}"
+    );
+    assert_eq!(count(&mock, "POST", "/v2/snapshots").await, 1);
+    assert_eq!(count(&mock, "POST", "/v2/ssh-keys").await, 1);
+}
+
+#[tokio::test]
+async fn a_503_on_create_that_outlasts_the_retries_is_transient() {
+    let mock = MockVultr::start().await;
+    mock.fail_next(
+        "POST",
+        "/v2/instances",
+        100,
+        error(503, "Service temporarily unavailable."),
+    )
+    .await;
+    let err = mock
+        .client()
+        .create_instance(&request("mngr-503-always"))
+        .await
+        .expect_err("always 503");
+    assert!(
+        matches!(&err, VpsClientError::Transient { message }
+            if message.contains("HTTP 503") && message.contains("gave up after 5 attempts")),
+        "{err}"
+    );
+    assert!(
+        err.is_transient(),
+        "a 503 says the order was not taken: {err}"
+    );
+    assert_eq!(count(&mock, "POST", "/v2/instances").await, 5);
+    assert_eq!(mock.instance_count(), 0);
+}
+
+#[tokio::test]
+async fn a_create_that_never_connects_is_transient_after_the_retries() {
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address")
+    };
+    let client = VultrClient::new(config_for(&format!("http://{addr}/v2"))).expect("client");
+    let err = client
+        .create_instance(&request("mngr-refused-always"))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, VpsClientError::Transient { message }
+            if message.contains("POST /instances") && message.contains("gave up after 5 attempts")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -299,7 +380,11 @@ async fn a_create_whose_connection_dropped_after_sending_is_not_repeated() {
         .create_instance(&request("mngr-dropped"))
         .await
         .expect_err("dropped");
-    assert!(err.is_transient(), "{err}");
+    assert!(
+        matches!(&err, VpsClientError::OutcomeUnknown { message } if message.contains("POST /instances")),
+        "{err}"
+    );
+    assert!(!err.is_transient(), "{err}");
     assert_eq!(proxy.connections(), 1, "the create was sent once only");
     assert_eq!(mock.instance_count(), 0);
 }
