@@ -77,6 +77,15 @@ struct Blueprint<'a> {
     docker_volume_from: Option<(&'a str, &'a str)>,
 }
 
+/// Where the disk of a new instance comes from.
+enum Source {
+    /// A fresh image of this OS.
+    Os(LocalOs),
+    /// A complete snapshot: its committed image, and the volume holding its
+    /// `/var/lib/docker`.
+    Snapshot { image: String, volume: String },
+}
+
 /// The names of an instance's objects, all derived from its id.
 struct Names {
     container: String,
@@ -692,18 +701,29 @@ impl LocalVpsClient {
         .await
     }
 
-    /// Creates an instance from a snapshot, like a cloud's "create from snapshot": its
-    /// disk is the snapshot's image and its `/var/lib/docker` a copy of the snapshot's
-    /// volume (images and containers of the inner engine included). The request's
-    /// user_data and keys make a new seed with a new instance id, so cloud-init treats it
-    /// as a new instance and runs its per-instance modules again (the host key comes from
-    /// the new user_data). `request.os` is ignored: the snapshot is the OS.
-    #[tracing::instrument(skip(self, request), fields(label = %request.label))]
-    pub async fn create_instance_from_snapshot(
+    /// What a new instance is made from: the image of `request.os`, or a complete
+    /// snapshot (which is the OS then).
+    async fn source_of(&self, request: &CreateInstanceRequest) -> Result<Source, VpsClientError> {
+        if let Some(snapshot) = &request.snapshot {
+            let (image, volume) = self.complete_snapshot(snapshot).await?;
+            return Ok(Source::Snapshot { image, volume });
+        }
+        LocalOs::from_os_id(request.os).map(Source::Os).ok_or_else(|| {
+            invalid(format!(
+                "local-vps has no OS id {}: use {} (Debian 12 with Docker) or {} (fresh Debian 12)",
+                request.os,
+                LocalOs::DOCKER_READY_ID,
+                LocalOs::FRESH_DEBIAN_12_ID
+            ))
+        })
+    }
+
+    /// The image and the `/var/lib/docker` volume of a snapshot that is complete;
+    /// [`VpsClientError::NotFound`] if this account has no such snapshot.
+    async fn complete_snapshot(
         &self,
-        request: &CreateInstanceRequest,
         snapshot: &VpsSnapshotId,
-    ) -> Result<VpsInstanceId, VpsClientError> {
+    ) -> Result<(String, String), VpsClientError> {
         let mut filters = self.owned(Kind::Snapshot);
         filters.push((SNAPSHOT_LABEL.to_owned(), snapshot.to_string()));
         let record = self
@@ -734,15 +754,7 @@ impl LocalVpsClient {
                 ),
             });
         }
-        let (ports, public_keys) = self.check_request(request).await?;
-        let (base, privilege) = self.ensure(Image::Base).await?;
-        let blueprint = Blueprint {
-            image: &image,
-            privilege,
-            docker_volume_from: Some((&base, &record.name)),
-        };
-        self.create_from(request, &blueprint, &public_keys, &ports)
-            .await
+        Ok((image, record.name))
     }
 
     /// The public keys of `ids`, in order; an unknown id is [`VpsClientError::NotFound`].
@@ -898,24 +910,37 @@ impl VpsClient for LocalVpsClient {
     /// Creates the fake VPS (network, `/var/lib/docker` volume, container), copies the
     /// NoCloud seed in and starts it; returns without waiting for the boot. Builds the
     /// image first if it is missing. A failed create leaves nothing behind.
+    ///
+    /// With [`CreateInstanceRequest::snapshot`], like a cloud's "create from snapshot":
+    /// the disk is the snapshot's image and `/var/lib/docker` a copy of the snapshot's
+    /// volume (images and containers of the inner engine included); `request.os` is not
+    /// used. The request's user_data and keys make a new seed with a new instance id, so
+    /// cloud-init treats it as a new instance and runs its per-instance modules again (the
+    /// host key comes from the new user_data). An unknown snapshot is
+    /// [`VpsClientError::NotFound`]; one not complete yet is an API error 409.
+    #[tracing::instrument(skip(self, request), fields(label = %request.label))]
     async fn create_instance(
         &self,
         request: &CreateInstanceRequest,
     ) -> Result<VpsInstanceId, VpsClientError> {
-        let os = LocalOs::from_os_id(request.os).ok_or_else(|| {
-            invalid(format!(
-                "local-vps has no OS id {}: use {} (Debian 12 with Docker) or {} (fresh Debian 12)",
-                request.os,
-                LocalOs::DOCKER_READY_ID,
-                LocalOs::FRESH_DEBIAN_12_ID
-            ))
-        })?;
+        let source = self.source_of(request).await?;
         let (ports, public_keys) = self.check_request(request).await?;
-        let (image, privilege) = self.ensure(os.image()).await?;
+        let (image, privilege, docker_volume_from) = match source {
+            Source::Os(os) => {
+                let (image, privilege) = self.ensure(os.image()).await?;
+                (image, privilege, None)
+            }
+            Source::Snapshot { image, volume } => {
+                let (base, privilege) = self.ensure(Image::Base).await?;
+                (image, privilege, Some((base, volume)))
+            }
+        };
         let blueprint = Blueprint {
             image: &image,
             privilege,
-            docker_volume_from: None,
+            docker_volume_from: docker_volume_from
+                .as_ref()
+                .map(|(base, volume)| (base.as_str(), volume.as_str())),
         };
         self.create_from(request, &blueprint, &public_keys, &ports)
             .await

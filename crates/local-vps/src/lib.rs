@@ -25,6 +25,7 @@
 //!         region: RegionId::parse("local").expect("valid"),
 //!         plan: PlanId::parse("local").expect("valid"),
 //!         os: LocalOs::DockerReady.os_id(),
+//!         snapshot: None,
 //!         user_data: UserData::new(user_data), // installs the host key you pin
 //!         ssh_key_ids: vec![key],
 //!         tags: vec![Tag::new("mngr-provider", "local").expect("valid")],

@@ -41,6 +41,7 @@ fn request(
         region: RegionId::parse("local").expect("valid region"),
         plan: PlanId::parse("local").expect("valid plan"),
         os: os.os_id(),
+        snapshot: None,
         user_data: UserData::new(user_data),
         ssh_key_ids: vec![key],
         tags: vec![Tag::new("mngr-test", label).expect("valid tag")],
@@ -551,18 +552,17 @@ async fn snapshot_restores_disk_and_inner_images() {
         .await
         .expect("upload_ssh_key");
     let user_data = our_document(&host);
+    let mut from_snapshot = request(
+        "e2e-snap-copy",
+        LocalOs::DockerReady,
+        &user_data,
+        key.clone(),
+    );
+    from_snapshot.snapshot = Some(snapshot.clone());
     let copy = client
-        .create_instance_from_snapshot(
-            &request(
-                "e2e-snap-copy",
-                LocalOs::DockerReady,
-                &user_data,
-                key.clone(),
-            ),
-            &snapshot,
-        )
+        .create_instance(&from_snapshot)
         .await
-        .expect("create_instance_from_snapshot");
+        .expect("create_instance from the snapshot");
     let wait = WaitOptions::with_timeout(Duration::from_secs(240));
     let addr = wait_until_active(&client, &copy, 22, &wait, |a| probe_tcp_banner(a, b"SSH-"))
         .await

@@ -6,7 +6,7 @@ mod common;
 
 use local_vps::{LocalOs, LocalVpsClient, LocalVpsConfig};
 use vps_client::{CreateInstanceRequest, UserData, VpsClient, VpsClientError};
-use vps_primitives::{OsId, PlanId, RegionId, SshKeyId, Tag};
+use vps_primitives::{OsId, PlanId, RegionId, SshKeyId, Tag, VpsSnapshotId};
 
 use common::{Guard, assert_nothing_left, client};
 
@@ -19,6 +19,7 @@ fn request(tag: &Tag) -> CreateInstanceRequest {
         region: RegionId::parse("local").expect("valid"),
         plan: PlanId::parse("local").expect("valid"),
         os: LocalOs::FreshDebian12.os_id(),
+        snapshot: None,
         user_data: UserData::new("#cloud-config\n{}\n"),
         ssh_key_ids: Vec::new(),
         tags: vec![tag.clone()],
@@ -87,6 +88,21 @@ async fn bad_requests_are_refused_and_create_nothing() {
                 kind: "SSH key",
                 ..
             }
+        ),
+        "{err}"
+    );
+
+    let mut bad_snapshot = request(&tag);
+    bad_snapshot.snapshot =
+        Some(VpsSnapshotId::parse("lvps-snap-0000000000000000").expect("valid id"));
+    let err = client
+        .create_instance(&bad_snapshot)
+        .await
+        .expect_err("unknown snapshot");
+    assert!(
+        matches!(
+            &err,
+            VpsClientError::NotFound { kind: "snapshot", id } if id == "lvps-snap-0000000000000000"
         ),
         "{err}"
     );

@@ -142,6 +142,7 @@ impl Default for ConformanceOptions {
                 region: RegionId::parse("ewr").expect("valid region literal"),
                 plan: PlanId::parse("vc2-1c-1gb").expect("valid plan literal"),
                 os: OsId(2136),
+                snapshot: None,
                 user_data: UserData::new("#cloud-config\n{}\n"),
                 ssh_key_ids: Vec::new(),
                 tags: Vec::new(),
@@ -299,16 +300,17 @@ struct Created {
 }
 
 impl Created {
+    /// Removes instances first: a snapshot may be in use by an instance made from it.
     async fn remove_all(&self, client: &dyn VpsClient) -> Vec<String> {
         let mut problems = Vec::new();
-        for id in &self.snapshots {
-            if let Err(e) = client.delete_snapshot(id).await {
-                problems.push(format!("cleanup: delete_snapshot({id}) failed: {e}"));
-            }
-        }
         for id in &self.instances {
             if let Err(e) = client.destroy_instance(id).await {
                 problems.push(format!("cleanup: destroy_instance({id}) failed: {e}"));
+            }
+        }
+        for id in &self.snapshots {
+            if let Err(e) = client.delete_snapshot(id).await {
+                problems.push(format!("cleanup: delete_snapshot({id}) failed: {e}"));
             }
         }
         for id in &self.keys {
@@ -591,12 +593,40 @@ async fn create_get_destroy(
         &format!("destroy_instance({id}) a second time (already gone must succeed)"),
         client.destroy_instance(&id).await,
     )?;
+    gone_after_destroy(check, client, options, &id).await?;
+    eventually(
+        check,
+        options,
+        &format!("the destroyed instance {id} is no longer listed"),
+        || async {
+            let listed = call(
+                check,
+                "list_instances",
+                client.list_instances(Some(&options.run_tag)).await,
+            )?;
+            Ok(match listed.iter().find(|i| i.id == id) {
+                None => Ok(()),
+                Some(i) => Err(format!("listed with status {}", i.status)),
+            })
+        },
+    )
+    .await
+}
+
+/// Waits until `get_instance` of a destroyed instance fails with NotFound (it may read
+/// as DESTROYING for a while).
+async fn gone_after_destroy(
+    check: &'static str,
+    client: &dyn VpsClient,
+    options: &ConformanceOptions,
+    id: &VpsInstanceId,
+) -> Result<(), CheckFailure> {
     eventually(
         check,
         options,
         &format!("get_instance({id}) after destroy fails with NotFound"),
         || async {
-            match client.get_instance(&id).await {
+            match client.get_instance(id).await {
                 Err(VpsClientError::NotFound { .. }) => Ok(Ok(())),
                 Ok(info) if info.status == VpsInstanceStatus::Destroying => {
                     Ok(Err("status DESTROYING".to_owned()))
@@ -614,23 +644,6 @@ async fn create_get_destroy(
                     format!("get_instance({id}) after destroy: expected NotFound, got: {e}"),
                 )),
             }
-        },
-    )
-    .await?;
-    eventually(
-        check,
-        options,
-        &format!("the destroyed instance {id} is no longer listed"),
-        || async {
-            let listed = call(
-                check,
-                "list_instances",
-                client.list_instances(Some(&options.run_tag)).await,
-            )?;
-            Ok(match listed.iter().find(|i| i.id == id) {
-                None => Ok(()),
-                Some(i) => Err(format!("listed with status {}", i.status)),
-            })
         },
     )
     .await
@@ -869,8 +882,13 @@ async fn ssh_keys(
     .await
 }
 
-/// Snapshot an instance, list it with its description, optionally wait until complete,
-/// delete it twice, gone from the list.
+/// Snapshots, and instances made from them: a create from an unknown snapshot id fails
+/// (with [`VpsClientError::NotFound`] or a 4xx [`VpsClientError::Api`]) and leaves no
+/// instance; snapshot an instance, list it with its description; when
+/// [`SnapshotSupport::Supported::complete_within`] is set, wait until it is complete, then
+/// create an instance from it (through [`CreateInstanceRequest::snapshot`]), which comes
+/// up (when [`ConformanceOptions::wait_active`] is set) and is destroyed again; delete the
+/// snapshot twice, gone from the list.
 pub async fn check_snapshots(
     client: &dyn VpsClient,
     options: &ConformanceOptions,
@@ -891,6 +909,7 @@ async fn snapshots(
     complete_within: Option<Duration>,
     created: &mut Created,
 ) -> Result<(), CheckFailure> {
+    refuse_unknown_snapshot(check, client, options, created).await?;
     let request = options.request("snap", &[]);
     let instance = call(
         check,
@@ -941,13 +960,13 @@ async fn snapshots(
     )
     .await?;
     if let Some(within) = complete_within {
-        let options = ConformanceOptions {
+        let completion = ConformanceOptions {
             consistency_timeout: within,
             ..options.clone()
         };
         eventually(
             check,
-            &options,
+            &completion,
             &format!("snapshot {id} is complete"),
             || async {
                 let listed = call(check, "list_snapshots", client.list_snapshots().await)?;
@@ -959,6 +978,7 @@ async fn snapshots(
             },
         )
         .await?;
+        create_from_snapshot(check, client, options, &id, created).await?;
     }
     call(
         check,
@@ -984,6 +1004,118 @@ async fn snapshots(
         },
     )
     .await
+}
+
+/// A create from a snapshot id that names nothing is refused, and orders nothing.
+async fn refuse_unknown_snapshot(
+    check: &'static str,
+    client: &dyn VpsClient,
+    options: &ConformanceOptions,
+    created: &mut Created,
+) -> Result<(), CheckFailure> {
+    let unknown = (options.unknown_snapshot_id)();
+    let marker = tag(
+        check,
+        "mngr-conformance-check",
+        &format!("{}-snap-unknown", options.run_tag.value()),
+    )?;
+    let mut request = options.request("snap-unknown", std::slice::from_ref(&marker));
+    request.snapshot = Some(unknown.clone());
+    match client.create_instance(&request).await {
+        Ok(id) => {
+            created.instances.push(id.clone());
+            return Err(fail(
+                check,
+                format!("create_instance from unknown snapshot {unknown} succeeded ({id})"),
+            ));
+        }
+        Err(VpsClientError::NotFound { .. }) => {}
+        Err(VpsClientError::Api { status, .. }) if (400..500).contains(&status) => {}
+        Err(e) => {
+            return Err(fail(
+                check,
+                format!(
+                    "create_instance from unknown snapshot {unknown}: expected NotFound or a 4xx API error, got: {e}"
+                ),
+            ));
+        }
+    }
+    let left = call(
+        check,
+        &format!("list_instances({marker})"),
+        client.list_instances(Some(&marker)).await,
+    )?;
+    if !left.is_empty() {
+        created.instances.extend(left.iter().map(|i| i.id.clone()));
+        return Err(fail(
+            check,
+            format!(
+                "the refused create from unknown snapshot {unknown} left instance(s) behind: {:?}",
+                left.iter().map(|i| i.id.to_string()).collect::<Vec<_>>()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An instance made from complete snapshot `snapshot` comes up with its request's label
+/// and tags, and is destroyed again.
+async fn create_from_snapshot(
+    check: &'static str,
+    client: &dyn VpsClient,
+    options: &ConformanceOptions,
+    snapshot: &VpsSnapshotId,
+    created: &mut Created,
+) -> Result<(), CheckFailure> {
+    let mut request = options.request(
+        "snap-copy",
+        &[tag(check, "mngr-conformance-check", "snap-copy")?],
+    );
+    request.snapshot = Some(snapshot.clone());
+    let id = call(
+        check,
+        &format!("create_instance from snapshot {snapshot}"),
+        client.create_instance(&request).await,
+    )?;
+    created.instances.push(id.clone());
+    if let Some(wait) = &options.wait_active {
+        let port = request.ports.first().copied().unwrap_or(22);
+        let reachable = |_addr: SocketAddr| async { Ok::<(), std::convert::Infallible>(()) };
+        call(
+            check,
+            &format!("wait_until_active({id}), made from snapshot {snapshot}"),
+            wait_until_active(client, &id, port, wait, reachable).await,
+        )?;
+    }
+    let info = call(
+        check,
+        &format!("get_instance({id})"),
+        client.get_instance(&id).await,
+    )?;
+    if info.label != request.label {
+        return Err(fail(
+            check,
+            format!(
+                "instance {id} made from snapshot {snapshot}: label {:?}, created as {:?}",
+                info.label, request.label
+            ),
+        ));
+    }
+    if let Some(missing) = request.tags.iter().find(|t| !info.tags.contains(t)) {
+        return Err(fail(
+            check,
+            format!(
+                "instance {id} made from snapshot {snapshot}: tag {missing} given at create is missing: {:?}",
+                info.tags
+            ),
+        ));
+    }
+    call(
+        check,
+        &format!("destroy_instance({id}), made from snapshot {snapshot}"),
+        client.destroy_instance(&id).await,
+    )?;
+    gone_after_destroy(check, client, options, &id).await
 }
 
 /// Nothing carrying the run tag is left (no instance, no key or snapshot named after the

@@ -450,6 +450,11 @@ impl VpsClient for FakeVpsClient {
                     message: format!("unknown SSH key id {missing}"),
                 });
             }
+            if let Some(snapshot) = &request.snapshot
+                && !state.snapshots.contains_key(snapshot)
+            {
+                return Err(Self::not_found("snapshot", snapshot));
+            }
             let raw = Self::next_id(&mut state, "fake-i-");
             let id = VpsInstanceId::parse(&raw).map_err(|e| invalid_id("instance", e))?;
             let last = (state.next_id % 250) as u8 + 1;

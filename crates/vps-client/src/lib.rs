@@ -19,6 +19,7 @@
 //!     region: RegionId::parse("ewr")?,
 //!     plan: PlanId::parse("vc2-1c-1gb")?,
 //!     os: OsId(2136),
+//!     snapshot: None, // or Some(id) to boot from a snapshot's disk
 //!     user_data: UserData::new("#cloud-config\n{}\n"),
 //!     ssh_key_ids: vec![],
 //!     tags: vec!["mngr-provider=vultr".parse::<Tag>()?],
@@ -62,7 +63,7 @@
 //!     fn provider_kind(&self) -> &str { "acme" }
 //!
 //!     async fn create_instance(&self, req: &CreateInstanceRequest) -> Result<VpsInstanceId, VpsClientError> {
-//!         // POST /instances {label, region, plan, os, user_data: base64, ssh keys, tags}
+//!         // POST /instances {label, region, plan, os or snapshot, user_data: base64, ssh keys, tags}
 //!         let mut api = self.api.lock().map_err(|_| VpsClientError::Config("poisoned".into()))?;
 //!         let id = VpsInstanceId::parse(&format!("acme-{}", api.len()))
 //!             .map_err(|e| VpsClientError::InvalidResponse(e.to_string()))?;
@@ -148,8 +149,9 @@ pub trait VpsClient: Send + Sync {
     /// A short name of the provider kind, e.g. `vultr` or `local`, for messages.
     fn provider_kind(&self) -> &str;
 
-    /// Orders a new instance. Returns as soon as the provider accepted the order; use
-    /// `wait_until_active` to wait for it to boot.
+    /// Orders a new instance, from the request's OS image or, when
+    /// [`CreateInstanceRequest::snapshot`] is set, from that snapshot. Returns as soon as
+    /// the provider accepted the order; use `wait_until_active` to wait for it to boot.
     ///
     /// Never retry on [`VpsClientError::OutcomeUnknown`] blindly: the instance may exist.
     /// List the instances carrying the request's tags first.

@@ -40,8 +40,15 @@ pub struct CreateInstanceRequest {
     pub region: RegionId,
     /// Its size.
     pub plan: PlanId,
-    /// Its operating-system image.
+    /// Its operating-system image; not used when [`Self::snapshot`] is set.
     pub os: OsId,
+    /// A provider snapshot ([`crate::VpsClient::create_snapshot`]) to boot from. When set,
+    /// the instance's disk is that snapshot's instead of a fresh [`Self::os`] image. The
+    /// user_data still applies, as on clouds where an instance made from a snapshot gets
+    /// new user_data: cloud-init sees a new instance and runs its per-instance modules
+    /// again (a new SSH host key, say). An unknown snapshot fails the create with
+    /// [`VpsClientError::NotFound`] or [`VpsClientError::Api`], and orders nothing.
+    pub snapshot: Option<VpsSnapshotId>,
     /// The cloud-init user_data, in plain text.
     pub user_data: UserData,
     /// Keys the provider installs in root's `authorized_keys`.

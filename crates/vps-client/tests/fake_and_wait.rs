@@ -12,7 +12,9 @@ use vps_client::{
     Backoff, CreateInstanceRequest, UserData, VpsClient, VpsClientError, WaitOptions,
     probe_tcp_banner, probe_tcp_connect, wait_until_active,
 };
-use vps_primitives::{OsId, PlanId, RegionId, Tag, VpsInstanceId, VpsInstanceStatus};
+use vps_primitives::{
+    OsId, PlanId, RegionId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId,
+};
 
 fn request(label: &str) -> CreateInstanceRequest {
     CreateInstanceRequest {
@@ -20,6 +22,7 @@ fn request(label: &str) -> CreateInstanceRequest {
         region: RegionId::parse("ewr").expect("valid"),
         plan: PlanId::parse("vc2-1c-1gb").expect("valid"),
         os: OsId(2136),
+        snapshot: None,
         user_data: UserData::new("#cloud-config\n{}\n"),
         ssh_key_ids: vec![],
         tags: vec!["mngr-provider=test".parse::<Tag>().expect("valid")],
@@ -136,6 +139,41 @@ async fn an_outcome_unknown_fault_orders_nothing_unless_it_strikes_after_acting(
         "{err}"
     );
     assert_eq!(fake.calls(Method::CreateInstance), 3);
+}
+
+#[tokio::test]
+async fn create_from_a_snapshot_needs_a_known_snapshot() {
+    let fake = FakeVpsClient::new();
+    let source = fake.create_instance(&request("src")).await.expect("ok");
+    let snapshot = fake
+        .create_snapshot(&source, "golden")
+        .await
+        .expect("snapshot");
+
+    let mut unknown = request("from-unknown");
+    unknown.snapshot = Some(VpsSnapshotId::parse("fake-s-99999999").expect("valid"));
+    let err = fake
+        .create_instance(&unknown)
+        .await
+        .expect_err("unknown snapshot");
+    assert!(
+        matches!(&err, VpsClientError::NotFound { kind: "snapshot", id } if id == "fake-s-99999999"),
+        "{err}"
+    );
+    assert_eq!(fake.instance_count(), 1, "nothing was ordered");
+
+    let mut known = request("from-golden");
+    known.snapshot = Some(snapshot.clone());
+    let copy = fake.create_instance(&known).await.expect("known snapshot");
+    assert_eq!(
+        fake.instance_request(&copy).and_then(|r| r.snapshot),
+        Some(snapshot)
+    );
+    assert_eq!(
+        fake.instance_user_data(&copy).expect("exists").expose(),
+        "#cloud-config\n{}\n",
+        "the user_data applies to an instance made from a snapshot"
+    );
 }
 
 #[tokio::test(start_paused = true)]

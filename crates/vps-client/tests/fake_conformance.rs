@@ -84,6 +84,88 @@ async fn snapshots_that_never_complete_fail_when_completion_is_required() {
 }
 
 #[tokio::test]
+async fn the_snapshot_check_boots_an_instance_from_a_complete_snapshot_only() {
+    use vps_client::fake::Method;
+    let fake = FakeVpsClient::new();
+    conformance::check_snapshots(&fake, &fast_options())
+        .await
+        .expect("passes");
+    // From an unknown snapshot (refused), the source, the copy from the snapshot.
+    assert_eq!(fake.calls(Method::CreateInstance), 3);
+    assert_eq!(fake.instance_count(), 0, "the copy was destroyed");
+
+    let pending = FakeVpsClient::with_options(FakeOptions {
+        lists_until_snapshot_complete: u32::MAX,
+        ..FakeOptions::default()
+    });
+    let options = ConformanceOptions {
+        snapshots: SnapshotSupport::Supported {
+            complete_within: None,
+        },
+        ..fast_options()
+    };
+    conformance::check_snapshots(&pending, &options)
+        .await
+        .expect("passes");
+    assert_eq!(
+        pending.calls(Method::CreateInstance),
+        2,
+        "no copy of a snapshot that need not complete"
+    );
+}
+
+#[tokio::test]
+async fn suite_catches_a_create_that_ignores_the_snapshot() {
+    let client = Broken {
+        ignores_snapshot: true,
+        ..Broken::new()
+    };
+    let err = conformance::check_snapshots(&client, &fast_options())
+        .await
+        .expect_err("must fail");
+    assert!(
+        err.message
+            .contains("create_instance from unknown snapshot"),
+        "{err}"
+    );
+    assert!(err.message.contains("succeeded"), "{err}");
+    assert_eq!(client.inner.instance_count(), 0, "cleanup after failure");
+}
+
+#[tokio::test]
+async fn suite_catches_a_refused_create_from_a_snapshot_that_leaves_an_instance() {
+    use vps_client::fake::{Fault, Method};
+    let fake = FakeVpsClient::new();
+    // The first create is the one from an unknown snapshot: make it order an instance
+    // (from the OS image, say) and still report a refusal.
+    fake.fail_call(Method::CreateInstance, 1, Fault::api(400).after_acting());
+    let client = Broken {
+        inner: fake,
+        ignores_snapshot: true,
+        ..Broken::new()
+    };
+    let err = conformance::check_snapshots(&client, &fast_options())
+        .await
+        .expect_err("must fail");
+    assert!(err.message.contains("left instance(s) behind"), "{err}");
+    assert_eq!(client.inner.instance_count(), 0, "cleanup after failure");
+}
+
+#[tokio::test]
+async fn suite_wants_a_permanent_refusal_for_an_unknown_snapshot() {
+    use vps_client::fake::{Fault, Method};
+    let fake = FakeVpsClient::new();
+    fake.fail_call(Method::CreateInstance, 1, Fault::transient());
+    let err = conformance::check_snapshots(&fake, &fast_options())
+        .await
+        .expect_err("must fail");
+    assert!(
+        err.message.contains("expected NotFound or a 4xx API error"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn unsupported_features_are_skipped_and_reported() {
     let fake = FakeVpsClient::new();
     let options = ConformanceOptions {
@@ -103,6 +185,8 @@ struct Broken {
     destroy_twice_fails: bool,
     list_ignores_tag: bool,
     unknown_get_is_api_error: bool,
+    /// Creates from the OS image whatever the request's snapshot.
+    ignores_snapshot: bool,
 }
 
 impl Broken {
@@ -112,6 +196,7 @@ impl Broken {
             destroy_twice_fails: false,
             list_ignores_tag: false,
             unknown_get_is_api_error: false,
+            ignores_snapshot: false,
         }
     }
 }
@@ -125,6 +210,11 @@ impl VpsClient for Broken {
         &self,
         r: &CreateInstanceRequest,
     ) -> Result<VpsInstanceId, VpsClientError> {
+        if self.ignores_snapshot {
+            let mut r = r.clone();
+            r.snapshot = None;
+            return self.inner.create_instance(&r).await;
+        }
         self.inner.create_instance(r).await
     }
     async fn destroy_instance(&self, id: &VpsInstanceId) -> Result<(), VpsClientError> {

@@ -127,12 +127,17 @@ fn or_dash(value: &str) -> &str {
     if value.is_empty() { "-" } else { value }
 }
 
-/// `POST /instances` body.
+/// `POST /instances` body. Exactly one of `os_id` and `snapshot_id` is sent: the API
+/// refuses both at once ("please provide only one os_id, app_id, or snapshot_id").
 #[derive(Debug, Serialize)]
 pub(crate) struct CreateInstanceBody<'a> {
     pub(crate) region: &'a str,
     pub(crate) plan: &'a str,
-    pub(crate) os_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) os_id: Option<u32>,
+    /// Boot from this snapshot instead of an OS image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) snapshot_id: Option<&'a str>,
     pub(crate) label: &'a str,
     pub(crate) hostname: String,
     /// Base64 of the plain-text cloud-init document.

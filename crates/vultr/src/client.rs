@@ -265,7 +265,8 @@ impl VpsClient for VultrClient {
         let body = CreateInstanceBody {
             region: request.region.as_str(),
             plan: request.plan.as_str(),
-            os_id: request.os.0,
+            os_id: request.snapshot.is_none().then_some(request.os.0),
+            snapshot_id: request.snapshot.as_ref().map(VpsSnapshotId::as_str),
             label: &request.label,
             hostname: hostname_from_label(&request.label),
             user_data: base64::engine::general_purpose::STANDARD.encode(request.user_data.expose()),
@@ -292,6 +293,7 @@ impl VpsClient for VultrClient {
             label = %request.label,
             region = %request.region,
             plan = %request.plan,
+            snapshot = request.snapshot.as_ref().map(VpsSnapshotId::as_str),
             "ordered Vultr instance"
         );
         Ok(id)

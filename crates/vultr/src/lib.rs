@@ -14,6 +14,9 @@
 //!   failed after it may have been carried out (a 5xx other than 503, a connection lost
 //!   after sending) fails with
 //!   [`VpsClientError::OutcomeUnknown`](vps_client::VpsClientError::OutcomeUnknown);
+//! - **create from a snapshot**: a request's
+//!   [`snapshot`](vps_client::CreateInstanceRequest::snapshot) is sent as `snapshot_id`
+//!   instead of `os_id`;
 //! - a **client-side rate limit** (30 requests per second by default) and a **timeout**
 //!   on every request;
 //! - **readiness** that waits for `status`, `power_status`, `server_status` and `main_ip`
@@ -45,6 +48,7 @@
 //!         region: client.config().default_region.clone(),
 //!         plan: client.config().default_plan.clone(),
 //!         os: client.config().default_os_id,
+//!         snapshot: None,
 //!         user_data: UserData::new("#cloud-config\n{}\n"),
 //!         ssh_key_ids: vec![key_id.clone()],
 //!         tags: vec!["mngr-provider=vultr".parse()?],

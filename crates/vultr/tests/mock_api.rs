@@ -1,6 +1,6 @@
 //! `VultrClient` against a stateful mock of the Vultr API: pagination, retries, errors
-//! (creates of unknown outcome among them), readiness, request bodies, firewall groups,
-//! rate limit and timeouts.
+//! (creates of unknown outcome among them), readiness, request bodies (creates from a
+//! snapshot among them), firewall groups, rate limit and timeouts.
 
 mod support;
 
@@ -20,6 +20,7 @@ fn request(label: &str) -> CreateInstanceRequest {
         region: RegionId::parse("ewr").expect("region"),
         plan: PlanId::parse("vc2-1c-1gb").expect("plan"),
         os: OsId(2136),
+        snapshot: None,
         user_data: UserData::new("#cloud-config\npackages: [docker.io]\n"),
         ssh_key_ids: Vec::new(),
         tags: vec!["mngr-provider=vultr".parse().expect("tag")],
@@ -745,6 +746,80 @@ async fn the_create_body_has_the_api_shapes() {
     // The key was sent trimmed, and the stored key is listed back.
     let keys = client.list_ssh_keys().await.expect("keys");
     assert_eq!(keys[0].public_key, "ssh-ed25519 AAAAC3Nza me@host");
+}
+
+#[tokio::test]
+async fn a_create_from_a_snapshot_sends_its_id_instead_of_the_os() {
+    let mock = MockVultr::start().await;
+    let client = mock.client();
+    let source = client
+        .create_instance(&request("mngr-source"))
+        .await
+        .expect("create");
+    let snapshot = client
+        .create_snapshot(&source, "golden")
+        .await
+        .expect("snapshot");
+    let mut req = request("mngr-from-golden");
+    req.snapshot = Some(snapshot.clone());
+    let copy = client
+        .create_instance(&req)
+        .await
+        .expect("create from snapshot");
+
+    let posts: Vec<Value> = mock
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v2/instances")
+        .map(|r| serde_json::from_slice(&r.body).expect("json body"))
+        .collect();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[0]["os_id"], 2136);
+    assert!(posts[0].get("snapshot_id").is_none(), "{}", posts[0]);
+    let body = &posts[1];
+    assert_eq!(body["snapshot_id"], snapshot.as_str());
+    assert!(
+        body.get("os_id").is_none(),
+        "only one source of the disk: {body}"
+    );
+    assert_eq!(body["label"], "mngr-from-golden");
+    assert_eq!(body["region"], "ewr");
+    assert_eq!(body["plan"], "vc2-1c-1gb");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(body["user_data"].as_str().expect("user_data string"))
+        .expect("base64");
+    assert_eq!(decoded, b"#cloud-config\npackages: [docker.io]\n");
+    assert_eq!(
+        mock.instance_snapshot(copy.as_str()).as_deref(),
+        Some(snapshot.as_str())
+    );
+    assert_eq!(mock.instance_snapshot(source.as_str()), None);
+}
+
+#[tokio::test]
+async fn a_create_from_an_unknown_snapshot_is_refused_and_orders_nothing() {
+    let mock = MockVultr::start().await;
+    let mut req = request("mngr-from-nothing");
+    req.snapshot = Some(
+        vps_primitives::VpsSnapshotId::parse("cb676a46-66fd-4dfb-b839-443f2e6c0b60")
+            .expect("snapshot id"),
+    );
+    let err = mock
+        .client()
+        .create_instance(&req)
+        .await
+        .expect_err("unknown snapshot");
+    assert!(
+        matches!(&err, VpsClientError::Api { status: 400, message } if message == "Invalid snapshot_id."),
+        "{err}"
+    );
+    assert_eq!(
+        count(&mock, "POST", "/v2/instances").await,
+        1,
+        "not retried"
+    );
+    assert_eq!(mock.instance_count(), 0);
 }
 
 #[tokio::test]

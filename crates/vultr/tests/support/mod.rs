@@ -3,9 +3,11 @@
 //! It keeps instances, snapshots, SSH keys and firewall groups in memory and answers
 //! with the JSON shapes of the API reference (`{"instance": {...}}`, lists with
 //! `meta.links.next` cursors, `{"error": "...", "status": N}` on errors, 202 on instance
-//! create, 204 on delete). New instances walk through a boot script, one step per
-//! `GET /instances/{id}`, reporting `status`, `power_status`, `server_status` and
-//! `main_ip` out of step as the real API does. Faults are injected by mounting
+//! create, 204 on delete). An instance is made from an OS image (`os_id`) or a snapshot
+//! (`snapshot_id`, which must exist; both at once are refused, as the API does). New
+//! instances walk through a boot script, one step per `GET /instances/{id}`, reporting
+//! `status`, `power_status`, `server_status` and `main_ip` out of step as the real API
+//! does. Faults are injected by mounting
 //! higher-priority wiremock mocks in front of it (see `fail_next`).
 
 #![allow(dead_code)] // Each test binary uses a different part of the mock.
@@ -69,6 +71,8 @@ struct MockInstance {
     ip: String,
     /// The user_data as the mock decoded it from base64.
     user_data: String,
+    /// The snapshot its disk was made from, if any.
+    snapshot_id: Option<String>,
 }
 
 impl MockInstance {
@@ -324,11 +328,34 @@ impl State {
         else {
             return error(400, "Invalid plan chosen.");
         };
-        let Some(&(os_id, os_name)) = body["os_id"]
-            .as_u64()
-            .and_then(|o| os_names.iter().find(|(id, _)| *id == o))
-        else {
-            return error(400, "Invalid os_id.");
+        // One source of the disk: an OS image or a snapshot (which carries its OS).
+        let (os_id, os_name, snapshot_id) = match (body.get("os_id"), body.get("snapshot_id")) {
+            (Some(_), Some(_)) => {
+                return error(400, "please provide only one os_id, app_id, or snapshot_id");
+            }
+            (_, Some(snapshot)) => {
+                let Some((id, snapshot)) = snapshot
+                    .as_str()
+                    .and_then(|wanted| self.snapshots.iter().find(|(id, _)| id == wanted))
+                else {
+                    return error(400, "Invalid snapshot_id.");
+                };
+                let os_id = snapshot.json["os_id"].as_u64().unwrap_or(0);
+                let os_name = os_names
+                    .iter()
+                    .find(|(o, _)| *o == os_id)
+                    .map_or("Snapshot", |(_, name)| name);
+                (os_id, os_name, Some(id.clone()))
+            }
+            (os, None) => {
+                let Some(&(os_id, os_name)) = os
+                    .and_then(Value::as_u64)
+                    .and_then(|o| os_names.iter().find(|(id, _)| *id == o))
+                else {
+                    return error(400, "Invalid os_id.");
+                };
+                (os_id, os_name, None)
+            }
         };
         let user_data = match body.get("user_data").and_then(Value::as_str) {
             None => String::new(),
@@ -386,6 +413,7 @@ impl State {
             step: 0,
             ip,
             user_data,
+            snapshot_id,
         };
         instance.apply_step();
         let mut answer = instance.json.clone();
@@ -546,6 +574,7 @@ impl MockVultr {
                     step: 0,
                     ip: format!("198.51.100.{}", n % 250 + 1),
                     user_data: String::new(),
+                    snapshot_id: None,
                 };
                 instance.apply_step();
                 state.instance_order.push(id.clone());
@@ -570,6 +599,14 @@ impl MockVultr {
             .instances
             .get(id)
             .map(|i| i.user_data.clone())
+    }
+
+    /// The snapshot an instance was made from, if it was.
+    pub fn instance_snapshot(&self, id: &str) -> Option<String> {
+        lock(&self.state)
+            .instances
+            .get(id)
+            .and_then(|i| i.snapshot_id.clone())
     }
 
     /// The firewall groups, each with its rules.
