@@ -28,7 +28,7 @@ mod build;
 mod privilege;
 
 pub use build::{ImageError, ensure_image, image_present};
-pub use privilege::{Privilege, fake_vps_run_args};
+pub use privilege::{PRIVILEGE_ENV, Privilege, fake_vps_run_args};
 
 use sha2::{Digest, Sha256};
 

@@ -3,7 +3,7 @@
 //! - [`image`] makes sure a locally built image exists (no registry is ever used).
 //! - [`start_sshd`] runs OpenSSH's sshd in a container (testcontainers) with a pinned
 //!   host key, its port published on 127.0.0.1 only.
-//! - [`FakeVps::boot`] boots a fake VPS (systemd, sshd, the real cloud-init reading a
+//! - [`FakeVpsBuilder::boot`] boots a fake VPS (systemd, sshd, the real cloud-init reading a
 //!   NoCloud seed, Docker inside) and waits until its SSH server, with the pinned key,
 //!   answers.
 //! - [`SshClient`] is a minimal pinned-key SSH client for checking what happened; the

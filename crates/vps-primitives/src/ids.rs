@@ -1,6 +1,5 @@
 //! Random ids that mngr generates itself: `host-<32 hex>` and `agent-<32 hex>`.
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::InvalidValue;
