@@ -1,7 +1,7 @@
 //! The [`Executor`] trait: one way to run commands, whatever the transport.
 
 use async_trait::async_trait;
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::command::{Command, Output, OutputStream, output_excerpt};
 use crate::error::ExecError;
@@ -18,6 +18,11 @@ pub struct ExecIo<'a> {
     /// Called with every output line as it arrives, stdout and stderr interleaved in
     /// arrival order. The full output is still collected in the returned [`Output`].
     pub on_line: Option<LineCallback<'a>>,
+    /// Write stdout to this writer as it arrives (e.g. the tar stream of `docker save`)
+    /// instead of collecting it: the returned [`Output::stdout`] is then empty, and no
+    /// stdout line reaches `on_line`. A pooled SSH executor does not retry a command whose
+    /// stdout may have been written in part.
+    pub stdout: Option<&'a mut (dyn AsyncWrite + Send + Unpin)>,
 }
 
 /// Something that runs [`Command`]s: an SSH connection pool
@@ -69,8 +74,25 @@ pub trait Executor: Send + Sync {
         self.execute(
             command,
             ExecIo {
-                stdin: None,
                 on_line: Some(on_line),
+                ..ExecIo::default()
+            },
+        )
+        .await
+    }
+
+    /// Runs `command`, writing its stdout to `stdout` as it arrives (the returned
+    /// [`Output::stdout`] is empty).
+    async fn run_with_stdout(
+        &self,
+        command: &Command,
+        stdout: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<Output, ExecError> {
+        self.execute(
+            command,
+            ExecIo {
+                stdout: Some(stdout),
+                ..ExecIo::default()
             },
         )
         .await
@@ -86,7 +108,7 @@ pub trait Executor: Send + Sync {
             command,
             ExecIo {
                 stdin: Some(stdin),
-                on_line: None,
+                ..ExecIo::default()
             },
         )
         .await

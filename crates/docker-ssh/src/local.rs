@@ -4,7 +4,7 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
 use crate::command::{Command, CommandBody, ExitStatus, LineSplitter, Output, OutputStream};
@@ -71,7 +71,11 @@ async fn run_local(command: &Command, io: ExecIo<'_>) -> Result<Output, ExecErro
             command: command.to_string(),
             reason,
         })?;
-    let ExecIo { stdin, on_line } = io;
+    let ExecIo {
+        stdin,
+        on_line,
+        stdout: sink,
+    } = io;
     if stdin.is_some() && command.stdin_bytes().is_some() {
         return Err(ExecError::InvalidCommand {
             command: command.to_string(),
@@ -132,7 +136,8 @@ async fn run_local(command: &Command, io: ExecIo<'_>) -> Result<Output, ExecErro
             }
             Ok(())
         };
-        let (fed, collected) = tokio::join!(feed, collect(child_stdout, child_stderr, on_line));
+        let (fed, collected) =
+            tokio::join!(feed, collect(child_stdout, child_stderr, on_line, sink));
         fed.map_err(|e| io_error(command, e))?;
         let (stdout, stderr) = collected.map_err(|e| io_error(command, e))?;
         let status = child.wait().await.map_err(|e| io_error(command, e))?;
@@ -177,11 +182,13 @@ async fn kill_process_group(pid: u32) {
     }
 }
 
-/// Reads stdout and stderr to their ends, concurrently, feeding complete lines to `on_line`.
+/// Reads stdout and stderr to their ends, concurrently, feeding complete lines to `on_line`;
+/// stdout goes to `sink` instead if there is one.
 pub(crate) async fn collect(
     mut stdout: impl AsyncRead + Unpin,
     mut stderr: impl AsyncRead + Unpin,
     mut on_line: Option<LineCallback<'_>>,
+    mut sink: Option<&mut (dyn AsyncWrite + Send + Unpin)>,
 ) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     let mut err = Vec::new();
@@ -196,9 +203,13 @@ pub(crate) async fn collect(
                 let n = n?;
                 if n == 0 {
                     out_open = false;
-                    if let Some(cb) = on_line.as_deref_mut() {
+                    if let Some(sink) = sink.as_deref_mut() {
+                        sink.flush().await?;
+                    } else if let Some(cb) = on_line.as_deref_mut() {
                         out_lines.finish(&mut |l| cb(OutputStream::Stdout, l));
                     }
+                } else if let Some(sink) = sink.as_deref_mut() {
+                    sink.write_all(&out_buf[..n]).await?;
                 } else {
                     out.extend_from_slice(&out_buf[..n]);
                     if let Some(cb) = on_line.as_deref_mut() {
@@ -317,6 +328,27 @@ mod tests {
                 .await
                 .expect_err("both stdins");
             assert!(matches!(err, ExecError::InvalidCommand { .. }), "{err}");
+        });
+    }
+
+    #[test]
+    fn stdout_goes_to_the_sink_instead_of_the_output() {
+        rt().block_on(async {
+            let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+            let mut sink = Vec::new();
+            let out = LocalExecutor::new()
+                .run_with_stdout(
+                    &Command::script("cat; echo err >&2; exit 3")
+                        .stdin(data.clone())
+                        .timeout(Duration::from_secs(30)),
+                    &mut sink,
+                )
+                .await
+                .expect("runs");
+            assert_eq!(out.status, ExitStatus::Code(3));
+            assert!(out.stdout.is_empty());
+            assert_eq!(out.stderr, b"err\n");
+            assert!(sink == data, "sink differs ({} bytes)", sink.len());
         });
     }
 

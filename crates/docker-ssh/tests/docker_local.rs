@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docker_ssh::{
-    BuildContext, BuildOptions, Docker, ExcludeList, ExecOptions, ExitStatus, LocalExecutor,
-    ObjectKind, PortMapping, PsFilter, RestartPolicy, RunOptions, VolumeMount, tar_dir,
+    BuildContext, BuildOptions, CommitOptions, Docker, DockerError, ExcludeList, ExecOptions,
+    ExitStatus, LocalExecutor, ObjectKind, PortMapping, PsFilter, PullPolicy, RestartPolicy,
+    RunOptions, VolumeMount, tar_dir,
 };
 use testbed::{Image, RUN_LABEL, run_id};
 
@@ -17,6 +18,7 @@ struct Cleanup {
     containers: Vec<String>,
     volumes: Vec<String>,
     images: Vec<String>,
+    networks: Vec<String>,
 }
 
 impl Drop for Cleanup {
@@ -36,6 +38,9 @@ impl Drop for Cleanup {
         }
         for i in &self.images {
             docker(&["image", "rm", "-f", i]);
+        }
+        for n in &self.networks {
+            docker(&["network", "rm", n]);
         }
     }
 }
@@ -62,6 +67,7 @@ async fn docker_builder_drives_the_local_engine() {
         containers: vec![name.clone()],
         volumes: vec![volume.clone()],
         images: vec![committed.clone(), built.clone()],
+        networks: Vec::new(),
     };
 
     assert!(
@@ -286,4 +292,236 @@ async fn docker_builder_drives_the_local_engine() {
     // a failing command names the engine's message
     let err = docker.start(&name).await.expect_err("no such container");
     assert!(err.to_string().contains(&name), "{err}");
+}
+
+#[tokio::test]
+async fn create_copy_pause_commit_save_networks_and_volume_listings() {
+    let sshd_image = testbed::image(Image::Sshd);
+    let docker = Docker::new(Arc::new(LocalExecutor::new()));
+    let run = run_id();
+    let name = unique("docker-ssh-extra");
+    let once = unique("docker-ssh-once");
+    let network = unique("docker-ssh-net");
+    let volumes = [unique("docker-ssh-vol-a"), unique("docker-ssh-vol-b")];
+    let committed = format!("docker-ssh-test/extra:{:016x}", rand_u64());
+    let _cleanup = Cleanup {
+        containers: vec![name.clone(), once.clone()],
+        volumes: volumes.to_vec(),
+        images: vec![committed.clone()],
+        networks: vec![network.clone()],
+    };
+    // A label only this test carries, so listings see nothing else.
+    let mine = vec![
+        (RUN_LABEL.to_owned(), run.clone()),
+        ("com.imbue.mngr.test.case".to_owned(), name.clone()),
+    ];
+
+    // networks: create, list by labels, remove
+    docker
+        .network_create(&network, &mine)
+        .await
+        .expect("network create");
+    let ids = docker.network_ls(&mine).await.expect("network ls");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(ids[0].len() == 64, "--no-trunc id: {ids:?}");
+    assert!(
+        docker
+            .network_ls(&[(RUN_LABEL.to_owned(), "no-such-run-id".to_owned())])
+            .await
+            .expect("network ls")
+            .is_empty()
+    );
+
+    // volumes: list by labels, inspect several (a missing one is left out)
+    for (i, v) in volumes.iter().enumerate() {
+        let mut labels = mine.clone();
+        labels.push(("com.imbue.mngr.test.index".to_owned(), i.to_string()));
+        docker
+            .volume_create(v, &labels)
+            .await
+            .expect("volume create");
+    }
+    let mut listed = docker.volume_ls(&mine).await.expect("volume ls");
+    listed.sort();
+    let mut want = volumes.to_vec();
+    want.sort();
+    assert_eq!(listed, want);
+    let missing = unique("docker-ssh-no-such-vol");
+    let infos = docker
+        .inspect_volumes(&[&volumes[0], &missing, &volumes[1]])
+        .await
+        .expect("inspect volumes");
+    assert_eq!(infos.len(), 2, "{infos:?}");
+    for info in &infos {
+        let i = volumes
+            .iter()
+            .position(|v| *v == info.name)
+            .expect("one of ours");
+        assert_eq!(info.labels["com.imbue.mngr.test.index"], i.to_string());
+        assert_eq!(info.labels[RUN_LABEL], run);
+        assert!(!info.created_at.is_empty() && info.driver == "local");
+    }
+    assert!(
+        docker
+            .inspect_volumes(&[&missing])
+            .await
+            .expect("inspect")
+            .is_empty()
+    );
+
+    // create (never pulls), copy a file in before the first start, start on the network
+    let opts = RunOptions::new(&sshd_image, &name)
+        .volume(VolumeMount::new(&volumes[0], "/data"))
+        .label(RUN_LABEL, &run)
+        .pull(PullPolicy::Never)
+        .extra_args(["--network", &network, "--stop-signal", "SIGKILL"])
+        .shell_entrypoint("exec sleep 300");
+    let id = docker.create(&opts).await.expect("docker create");
+    assert!(!docker.is_running(&name).await.expect("is_running"));
+    let seed = tempfile::tempdir().expect("tmp");
+    fs::write(seed.path().join("it's here.txt"), "seeded\n").expect("write");
+    docker
+        .cp_into(&format!("{}/.", seed.path().display()), &name, "/seed/")
+        .await
+        .expect("docker cp");
+    docker.start(&name).await.expect("start");
+    let out = docker
+        .exec(&ExecOptions::argv(&name, ["cat", "/seed/it's here.txt"]).idempotent())
+        .await
+        .expect("exec");
+    assert_eq!(out.stdout, b"seeded\n");
+
+    // the name is taken now: a typed error for run and create
+    for err in [
+        docker.run(&opts).await.expect_err("name taken"),
+        docker.create(&opts).await.expect_err("name taken"),
+    ] {
+        assert!(
+            matches!(&err, DockerError::NameConflict { name: n, .. } if *n == name),
+            "{err:?}"
+        );
+    }
+    // --pull never: an absent image is an error, not a pull
+    let absent = RunOptions::new("docker-ssh-test/absent:never", &once).pull(PullPolicy::Never);
+    let err = docker.create(&absent).await.expect_err("no such image");
+    assert!(matches!(err, DockerError::Exec(_)), "{err:?}");
+
+    // inspect several containers at once (a missing one is left out)
+    let all = docker
+        .inspect_containers(&[&name, &once])
+        .await
+        .expect("inspect containers");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].id, id);
+    assert!(all[0].state.running);
+    assert!(
+        docker
+            .inspect_containers(&[&once])
+            .await
+            .expect("inspect")
+            .is_empty()
+    );
+
+    // pause, commit without pausing again (with changes), unpause
+    docker.pause(&name).await.expect("pause");
+    let paused = docker.inspect_container(&name).await.expect("inspect");
+    assert!(paused.expect("exists").state.paused);
+    let image_id = docker
+        .commit_with(
+            &CommitOptions::new(&name, &committed)
+                .no_pause()
+                .change(format!("LABEL {RUN_LABEL}={run}"))
+                .change("LABEL com.imbue.mngr.test.committed=yes"),
+        )
+        .await
+        .expect("commit");
+    assert!(image_id.starts_with("sha256:"));
+    docker.unpause(&name).await.expect("unpause");
+    let info = docker.inspect_container(&name).await.expect("inspect");
+    let state = info.expect("exists").state;
+    assert!(state.running && !state.paused);
+    assert_eq!(
+        docker
+            .inspect_format(
+                ObjectKind::Image,
+                &committed,
+                "{{index .Config.Labels \"com.imbue.mngr.test.committed\"}}"
+            )
+            .await
+            .expect("inspect")
+            .as_deref(),
+        Some("yes")
+    );
+
+    // an attached, self-removing run of the committed image: its output, then it is gone
+    let out = docker
+        .run_attached(
+            &RunOptions::new(&committed, &once)
+                .auto_remove()
+                .label(RUN_LABEL, &run)
+                .pull(PullPolicy::Never)
+                .extra_args(["--network", "none"])
+                .entrypoint("cat")
+                .args(["/seed/it's here.txt"]),
+        )
+        .await
+        .expect("run attached");
+    assert_eq!(out.stdout, b"seeded\n");
+    assert!(
+        docker
+            .inspect_container(&once)
+            .await
+            .expect("inspect")
+            .is_none()
+    );
+    let err = docker
+        .run_attached(
+            &RunOptions::new(&committed, &once)
+                .auto_remove()
+                .label(RUN_LABEL, &run)
+                .extra_args(["--network", "none"])
+                .shell_entrypoint("echo failing >&2; exit 3"),
+        )
+        .await
+        .expect_err("exit 3");
+    assert!(err.to_string().contains("failing"), "{err}");
+
+    // save streams a tar to the writer: it loads back as the same image
+    let tar_path = seed.path().join("image.tar");
+    let mut file = tokio::fs::File::create(&tar_path).await.expect("create");
+    docker.save(&committed, &mut file).await.expect("save");
+    drop(file);
+    let size = fs::metadata(&tar_path).expect("tar written").len();
+    assert!(size > 1024, "{size} bytes");
+    let mut file = tokio::fs::File::open(&tar_path).await.expect("open");
+    assert_eq!(
+        docker.load(&mut file).await.expect("load"),
+        vec![committed.clone()]
+    );
+    let mut sink = Vec::new();
+    let err = docker
+        .save("docker-ssh-test/absent:never", &mut sink)
+        .await
+        .expect_err("no such image");
+    assert!(err.to_string().contains("absent"), "{err}");
+
+    // clean up through the builder
+    assert!(docker.rm(&name, true).await.expect("rm"));
+    docker
+        .network_rm(&ids.iter().map(String::as_str).collect::<Vec<_>>())
+        .await
+        .expect("network rm");
+    assert!(
+        docker
+            .network_ls(&mine)
+            .await
+            .expect("network ls")
+            .is_empty()
+    );
+    docker.network_rm(&[]).await.expect("nothing to remove");
+    for v in &volumes {
+        docker.volume_rm(v).await.expect("volume rm");
+    }
+    assert!(docker.volume_ls(&mine).await.expect("volume ls").is_empty());
+    assert!(docker.image_rm(&committed, true).await.expect("image rm"));
 }

@@ -157,6 +157,19 @@ async fn exit_codes_stderr_signals_stdin_and_quoting() {
     assert_eq!(out.stdout, b"out\n");
     assert_eq!(out.stderr, b"err\n");
 
+    // Stdout streamed to a writer instead of collected.
+    let mut sink = Vec::new();
+    let out = pool
+        .run_with_stdout(
+            &Command::script("head -c 300000 /dev/zero; echo err >&2"),
+            &mut sink,
+        )
+        .await
+        .expect("runs");
+    assert!(out.success() && out.stdout.is_empty());
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!(sink, vec![0u8; 300_000]);
+
     let out = pool
         .run(&Command::script("kill -TERM $$"))
         .await

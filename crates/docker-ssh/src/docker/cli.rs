@@ -172,9 +172,31 @@ impl fmt::Display for RestartPolicy {
     }
 }
 
-/// Everything `docker run -d` needs. Arguments are emitted in a fixed order: `--name`,
-/// `-p`, `-v`, `--label` (in insertion order), `-e`, `--restart`, extra args verbatim,
-/// `--entrypoint`, the image, then the image arguments.
+/// `--pull` policy of `docker run` and `docker create`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PullPolicy {
+    /// `always`: pull before running, even if the image is present.
+    Always,
+    /// `missing` (Docker's default): pull only if the image is absent.
+    Missing,
+    /// `never`: fail if the image is absent.
+    Never,
+}
+
+impl fmt::Display for PullPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PullPolicy::Always => "always",
+            PullPolicy::Missing => "missing",
+            PullPolicy::Never => "never",
+        })
+    }
+}
+
+/// Everything `docker run -d` (or `docker create`, or an attached `docker run`) needs.
+/// Arguments are emitted in a fixed order: `--rm`, `--name`, `-p`, `-v`, `--label` (in
+/// insertion order), `-e`, `--restart`, `--pull`, extra args verbatim, `--entrypoint`, the
+/// image, then the image arguments.
 ///
 /// ```
 /// use docker_ssh::{DockerCli, PortMapping, RestartPolicy, RunOptions, VolumeMount};
@@ -208,6 +230,13 @@ pub struct RunOptions {
     pub env: Vec<(String, String)>,
     /// Restart policy.
     pub restart: Option<RestartPolicy>,
+    /// Pull policy (Docker's default, `missing`, if `None`).
+    pub pull: Option<PullPolicy>,
+    /// Remove the container when it exits (`--rm`).
+    pub auto_remove: bool,
+    /// Command timeout (default: [`RUN_TIMEOUT`] for `docker run`, [`DEFAULT_TIMEOUT`] for
+    /// `docker create`).
+    pub timeout: Option<Duration>,
     /// Extra `docker run` arguments, passed verbatim before the image.
     pub extra_args: Vec<String>,
     /// Entrypoint override.
@@ -227,6 +256,9 @@ impl RunOptions {
             labels: Vec::new(),
             env: Vec::new(),
             restart: None,
+            pull: None,
+            auto_remove: false,
+            timeout: None,
             extra_args: Vec::new(),
             entrypoint: None,
             args: Vec::new(),
@@ -260,6 +292,25 @@ impl RunOptions {
     /// Sets the restart policy.
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
         self.restart = Some(policy);
+        self
+    }
+
+    /// Sets the pull policy (e.g. [`PullPolicy::Never`] for an image that must already be
+    /// on the Docker host).
+    pub fn pull(mut self, policy: PullPolicy) -> Self {
+        self.pull = Some(policy);
+        self
+    }
+
+    /// Removes the container when it exits (`--rm`).
+    pub fn auto_remove(mut self) -> Self {
+        self.auto_remove = true;
+        self
+    }
+
+    /// Sets the command timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 
@@ -319,6 +370,8 @@ pub struct ExecOptions {
     pub timeout: Option<Duration>,
     /// Strings hidden from logs and errors (see [`Command::secret`]).
     pub secrets: Vec<String>,
+    /// Safe to run twice (see [`Command::idempotent`]).
+    pub idempotent: bool,
 }
 
 impl ExecOptions {
@@ -338,6 +391,7 @@ impl ExecOptions {
             stdin: None,
             timeout: None,
             secrets: Vec::new(),
+            idempotent: false,
         }
     }
 
@@ -387,6 +441,61 @@ impl ExecOptions {
     /// Hides `secret` in logs and errors.
     pub fn secret(mut self, secret: impl Into<String>) -> Self {
         self.secrets.push(secret.into());
+        self
+    }
+
+    /// Marks the command as safe to run twice, so a pooled SSH executor may retry it after
+    /// a dropped connection (see [`Command::idempotent`]).
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+}
+
+/// Options of `docker commit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitOptions {
+    /// Container name or id.
+    pub container: String,
+    /// The image reference to create (`repository:tag`).
+    pub reference: String,
+    /// Pause the container while committing (Docker's default). `false` emits
+    /// `--pause=false`, for a container the caller paused or stopped itself.
+    pub pause: bool,
+    /// Dockerfile instructions applied to the image (`--change`), in order, e.g.
+    /// `LABEL a=b`.
+    pub changes: Vec<String>,
+    /// Command timeout (default [`DEFAULT_TIMEOUT`]).
+    pub timeout: Option<Duration>,
+}
+
+impl CommitOptions {
+    /// Commits `container` as image `reference`.
+    pub fn new(container: impl Into<String>, reference: impl Into<String>) -> Self {
+        Self {
+            container: container.into(),
+            reference: reference.into(),
+            pause: true,
+            changes: Vec::new(),
+            timeout: None,
+        }
+    }
+
+    /// Does not pause the container (`--pause=false`).
+    pub fn no_pause(mut self) -> Self {
+        self.pause = false;
+        self
+    }
+
+    /// Adds a `--change` instruction.
+    pub fn change(mut self, instruction: impl Into<String>) -> Self {
+        self.changes.push(instruction.into());
+        self
+    }
+
+    /// Sets the command timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 }
@@ -538,6 +647,13 @@ fn kv(key: &str, value: &str) -> String {
     format!("{key}={value}")
 }
 
+/// `--filter label=K=V` for each pair.
+fn label_filters(labels: &[(String, String)]) -> impl Iterator<Item = String> + '_ {
+    labels
+        .iter()
+        .flat_map(|(k, v)| ["--filter".to_owned(), format!("label={k}={v}")])
+}
+
 impl DockerCli {
     /// Uses `docker` from `PATH`.
     pub fn new() -> Self {
@@ -558,9 +674,13 @@ impl DockerCli {
         Command::argv(argv).timeout(timeout)
     }
 
-    /// `docker run -d …`; prints the container id.
-    pub fn run(&self, o: &RunOptions) -> Command {
-        let mut a: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), o.name.clone()];
+    /// The words of `docker run`/`create` after the subcommand (and `-d`).
+    fn run_args(o: &RunOptions) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        if o.auto_remove {
+            a.push("--rm".into());
+        }
+        a.extend(["--name".into(), o.name.clone()]);
         for p in &o.ports {
             a.extend(["-p".into(), p.to_string()]);
         }
@@ -576,13 +696,58 @@ impl DockerCli {
         if let Some(r) = o.restart {
             a.extend(["--restart".into(), r.to_string()]);
         }
+        if let Some(p) = o.pull {
+            a.extend(["--pull".into(), p.to_string()]);
+        }
         a.extend(o.extra_args.iter().cloned());
         if let Some(e) = &o.entrypoint {
             a.extend(["--entrypoint".into(), e.clone()]);
         }
         a.push(o.image.clone());
         a.extend(o.args.iter().cloned());
-        self.cmd(a, RUN_TIMEOUT)
+        a
+    }
+
+    /// `docker run -d …`; prints the container id.
+    pub fn run(&self, o: &RunOptions) -> Command {
+        let mut a: Vec<String> = vec!["run".into(), "-d".into()];
+        a.extend(Self::run_args(o));
+        self.cmd(a, o.timeout.unwrap_or(RUN_TIMEOUT))
+    }
+
+    /// `docker create …` with the options of [`DockerCli::run`]: the container exists but
+    /// does not run (so files can be copied in before it starts); prints the container id.
+    pub fn create(&self, o: &RunOptions) -> Command {
+        let mut a: Vec<String> = vec!["create".into()];
+        a.extend(Self::run_args(o));
+        self.cmd(a, o.timeout.unwrap_or(DEFAULT_TIMEOUT))
+    }
+
+    /// `docker run …` in the foreground (no `-d`): waits until the container exits, with
+    /// its output as the command's. Add [`RunOptions::auto_remove`] for a one-off container.
+    pub fn run_attached(&self, o: &RunOptions) -> Command {
+        let mut a: Vec<String> = vec!["run".into()];
+        a.extend(Self::run_args(o));
+        self.cmd(a, o.timeout.unwrap_or(RUN_TIMEOUT))
+    }
+
+    /// `docker cp SRC CONTAINER:DEST`: copies a path of the Docker host into a container
+    /// (`SRC` ending in `/.` copies a directory's contents).
+    pub fn cp_into(&self, src: &str, container: &str, dest: &str) -> Command {
+        self.cmd(
+            vec!["cp".into(), src.into(), format!("{container}:{dest}")],
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    /// `docker pause NAME`.
+    pub fn pause(&self, container: &str) -> Command {
+        self.cmd(vec!["pause".into(), container.into()], DEFAULT_TIMEOUT)
+    }
+
+    /// `docker unpause NAME`.
+    pub fn unpause(&self, container: &str) -> Command {
+        self.cmd(vec!["unpause".into(), container.into()], DEFAULT_TIMEOUT)
     }
 
     /// `docker start NAME`.
@@ -647,6 +812,49 @@ impl DockerCli {
         )
     }
 
+    /// `docker volume ls -q [--filter label=K=V]…`: the names of the volumes carrying all
+    /// the labels, one a line (see [`parse_lines`](crate::parse_lines)).
+    pub fn volume_ls(&self, labels: &[(String, String)]) -> Command {
+        let mut a: Vec<String> = vec!["volume".into(), "ls".into(), "-q".into()];
+        a.extend(label_filters(labels));
+        self.cmd(a, DEFAULT_TIMEOUT)
+    }
+
+    /// `docker network create [--label K=V]… NAME`.
+    pub fn network_create(&self, name: &str, labels: &[(String, String)]) -> Command {
+        let mut a: Vec<String> = vec!["network".into(), "create".into()];
+        for (k, v) in labels {
+            a.extend(["--label".into(), kv(k, v)]);
+        }
+        a.push(name.into());
+        self.cmd(a, DEFAULT_TIMEOUT)
+    }
+
+    /// `docker network ls -q --no-trunc [--filter label=K=V]…`: the ids of the networks
+    /// carrying all the labels, one a line.
+    pub fn network_ls(&self, labels: &[(String, String)]) -> Command {
+        let mut a: Vec<String> = vec![
+            "network".into(),
+            "ls".into(),
+            "-q".into(),
+            "--no-trunc".into(),
+        ];
+        a.extend(label_filters(labels));
+        self.cmd(a, DEFAULT_TIMEOUT)
+    }
+
+    /// `docker network rm NAME…`.
+    pub fn network_rm(&self, names: &[&str]) -> Command {
+        let mut a: Vec<String> = vec!["network".into(), "rm".into()];
+        a.extend(names.iter().map(|n| (*n).to_owned()));
+        self.cmd(a, DEFAULT_TIMEOUT)
+    }
+
+    /// `docker save IMAGE`: the image as a tar stream on stdout.
+    pub fn save(&self, image: &str) -> Command {
+        self.cmd(vec!["save".into(), image.into()], PULL_TIMEOUT)
+    }
+
     /// `docker exec [-i] [-u U] [-w DIR] [-e K=V]… NAME ARGV…`.
     pub fn exec(&self, o: &ExecOptions) -> Command {
         let mut a: Vec<String> = vec!["exec".into()];
@@ -671,18 +879,33 @@ impl DockerCli {
         for secret in &o.secrets {
             cmd = cmd.secret(secret.clone());
         }
+        if o.idempotent {
+            cmd = cmd.idempotent();
+        }
         cmd
     }
 
     /// `docker commit NAME TAG`; prints the image id.
     pub fn commit(&self, container: &str, tag: &str) -> Command {
-        self.cmd(
-            vec!["commit".into(), container.into(), tag.into()],
-            DEFAULT_TIMEOUT,
-        )
+        self.commit_with(&CommitOptions::new(container, tag))
     }
 
-    /// `docker inspect --type TYPE NAME…`; prints a JSON array (fails if one is missing).
+    /// `docker commit [--pause=false] [--change C]… NAME REF`; prints the image id.
+    pub fn commit_with(&self, o: &CommitOptions) -> Command {
+        let mut a: Vec<String> = vec!["commit".into()];
+        if !o.pause {
+            a.push("--pause=false".into());
+        }
+        for c in &o.changes {
+            a.extend(["--change".into(), c.clone()]);
+        }
+        a.extend([o.container.clone(), o.reference.clone()]);
+        self.cmd(a, o.timeout.unwrap_or(DEFAULT_TIMEOUT))
+    }
+
+    /// `docker inspect --type TYPE NAME…`; prints a JSON array (fails if one is missing;
+    /// see [`parse_container_inspect`](crate::parse_container_inspect) and
+    /// [`parse_volume_inspect`](crate::parse_volume_inspect)).
     pub fn inspect(&self, kind: ObjectKind, names: &[&str]) -> Command {
         let mut a: Vec<String> = vec!["inspect".into(), "--type".into(), kind.as_str().into()];
         a.extend(names.iter().map(|n| (*n).to_owned()));

@@ -7,17 +7,18 @@ mod parse;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use cli::{
-    BUILD_TIMEOUT, BuildContext, BuildOptions, DEFAULT_TIMEOUT, DockerCli, EXEC_TIMEOUT,
-    ExecOptions, ObjectKind, PULL_TIMEOUT, PortMapping, Protocol, PsFilter, RUN_TIMEOUT,
-    RestartPolicy, RunOptions, STOP_MARGIN, VolumeMount,
+    BUILD_TIMEOUT, BuildContext, BuildOptions, CommitOptions, DEFAULT_TIMEOUT, DockerCli,
+    EXEC_TIMEOUT, ExecOptions, ObjectKind, PULL_TIMEOUT, PortMapping, Protocol, PsFilter,
+    PullPolicy, RUN_TIMEOUT, RestartPolicy, RunOptions, STOP_MARGIN, VolumeMount,
 };
 pub use parse::{
     ContainerConfig, ContainerInfo, ContainerState, NetworkSettings, ParseError, PortBinding,
-    PsEntry, is_no_such_object, parse_bool, parse_build_image_id, parse_container_id,
-    parse_container_inspect, parse_image_id, parse_load, parse_ps,
+    PsEntry, VolumeInfo, is_name_conflict, is_no_such_object, parse_bool, parse_build_image_id,
+    parse_container_id, parse_container_inspect, parse_image_id, parse_lines, parse_load, parse_ps,
+    parse_volume_inspect,
 };
 
 use crate::command::{Command, Output};
@@ -32,6 +33,16 @@ pub enum DockerError {
     /// the Docker host, the redacted command line and Docker's message).
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// `docker run` or `docker create` failed because another container has the name
+    /// (e.g. a concurrent caller created it first).
+    #[error("the container name {name} is already in use: {source}")]
+    NameConflict {
+        /// The container name.
+        name: String,
+        /// The failed command, with Docker's message.
+        #[source]
+        source: ExecError,
+    },
     /// The command succeeded but printed something unexpected.
     #[error("unexpected output from `{command}` on {target}: {source}")]
     Parse {
@@ -122,11 +133,71 @@ impl Docker {
         }
     }
 
-    /// `docker run -d`; returns the new container's id.
+    /// Runs `cmd`, a `docker run`/`create` of container `name`, failing with
+    /// [`DockerError::NameConflict`] if the name is taken.
+    async fn creating(&self, cmd: &Command, name: &str) -> Result<Output, DockerError> {
+        let out = self.exec.run(cmd).await?;
+        let conflict = !out.success() && is_name_conflict(&out.stderr_text());
+        let checked = check_output(&self.exec.target(), cmd, out);
+        match checked {
+            Err(source) if conflict => Err(DockerError::NameConflict {
+                name: name.to_owned(),
+                source,
+            }),
+            other => Ok(other?),
+        }
+    }
+
+    /// Runs many-object `docker inspect` command `cmd`; objects that do not exist are left
+    /// out of the JSON array it returns (`None`: none was printed).
+    async fn inspect_existing(&self, cmd: &Command) -> Result<Option<String>, DockerError> {
+        let mut out = self.exec.run(cmd).await?;
+        if !is_no_such_object(&out.stderr_text()) {
+            out = check_output(&self.exec.target(), cmd, out)?;
+        }
+        let text = out.stdout_text();
+        Ok(Some(text).filter(|t| !t.trim().is_empty()))
+    }
+
+    /// `docker run -d`; returns the new container's id ([`DockerError::NameConflict`] if
+    /// the name is taken).
     pub async fn run(&self, options: &RunOptions) -> Result<String, DockerError> {
         let cmd = self.cli.run(options);
-        let out = self.checked(&cmd).await?;
+        let out = self.creating(&cmd, &options.name).await?;
         parse_container_id(&out.stdout_text()).map_err(|e| self.parse_error(&cmd, e))
+    }
+
+    /// `docker create`: the container exists, stopped; returns its id
+    /// ([`DockerError::NameConflict`] if the name is taken).
+    pub async fn create(&self, options: &RunOptions) -> Result<String, DockerError> {
+        let cmd = self.cli.create(options);
+        let out = self.creating(&cmd, &options.name).await?;
+        parse_container_id(&out.stdout_text()).map_err(|e| self.parse_error(&cmd, e))
+    }
+
+    /// `docker run` in the foreground: waits for the container to exit and returns its
+    /// output; an unsuccessful exit is an error ([`DockerError::NameConflict`] if the name
+    /// is taken).
+    pub async fn run_attached(&self, options: &RunOptions) -> Result<Output, DockerError> {
+        self.creating(&self.cli.run_attached(options), &options.name)
+            .await
+    }
+
+    /// `docker cp SRC CONTAINER:DEST` (a path of the Docker host into the container).
+    pub async fn cp_into(&self, src: &str, container: &str, dest: &str) -> Result<(), DockerError> {
+        self.checked(&self.cli.cp_into(src, container, dest))
+            .await
+            .map(drop)
+    }
+
+    /// `docker pause`.
+    pub async fn pause(&self, container: &str) -> Result<(), DockerError> {
+        self.checked(&self.cli.pause(container)).await.map(drop)
+    }
+
+    /// `docker unpause`.
+    pub async fn unpause(&self, container: &str) -> Result<(), DockerError> {
+        self.checked(&self.cli.unpause(container)).await.map(drop)
     }
 
     /// `docker start`.
@@ -182,7 +253,12 @@ impl Docker {
 
     /// `docker commit`; returns the image id.
     pub async fn commit(&self, container: &str, tag: &str) -> Result<String, DockerError> {
-        let cmd = self.cli.commit(container, tag);
+        self.commit_with(&CommitOptions::new(container, tag)).await
+    }
+
+    /// `docker commit` with options (no pause, `--change`); returns the image id.
+    pub async fn commit_with(&self, options: &CommitOptions) -> Result<String, DockerError> {
+        let cmd = self.cli.commit_with(options);
         let out = self.checked(&cmd).await?;
         parse_image_id(&out.stdout_text()).map_err(|e| self.parse_error(&cmd, e))
     }
@@ -208,6 +284,83 @@ impl Docker {
             ));
         }
         Ok(all.pop())
+    }
+
+    /// `docker inspect` of several containers in one command; those that do not exist are
+    /// left out (so the result may be shorter than `containers`, in any order).
+    pub async fn inspect_containers(
+        &self,
+        containers: &[&str],
+    ) -> Result<Vec<ContainerInfo>, DockerError> {
+        if containers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cmd = self.cli.inspect(ObjectKind::Container, containers);
+        match self.inspect_existing(&cmd).await? {
+            None => Ok(Vec::new()),
+            Some(text) => parse_container_inspect(&text).map_err(|e| self.parse_error(&cmd, e)),
+        }
+    }
+
+    /// `docker inspect` of several volumes in one command (labels, creation time); those
+    /// that do not exist are left out.
+    pub async fn inspect_volumes(&self, volumes: &[&str]) -> Result<Vec<VolumeInfo>, DockerError> {
+        if volumes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cmd = self.cli.inspect(ObjectKind::Volume, volumes);
+        match self.inspect_existing(&cmd).await? {
+            None => Ok(Vec::new()),
+            Some(text) => parse_volume_inspect(&text).map_err(|e| self.parse_error(&cmd, e)),
+        }
+    }
+
+    /// The names of the volumes carrying all `labels` (`docker volume ls -q --filter`).
+    pub async fn volume_ls(&self, labels: &[(String, String)]) -> Result<Vec<String>, DockerError> {
+        let out = self.checked(&self.cli.volume_ls(labels)).await?;
+        Ok(parse_lines(&out.stdout_text()))
+    }
+
+    /// `docker network create` with labels.
+    pub async fn network_create(
+        &self,
+        name: &str,
+        labels: &[(String, String)],
+    ) -> Result<(), DockerError> {
+        self.checked(&self.cli.network_create(name, labels))
+            .await
+            .map(drop)
+    }
+
+    /// The ids of the networks carrying all `labels` (`docker network ls -q --filter`).
+    pub async fn network_ls(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<String>, DockerError> {
+        let out = self.checked(&self.cli.network_ls(labels)).await?;
+        Ok(parse_lines(&out.stdout_text()))
+    }
+
+    /// `docker network rm` of the networks (names or ids); nothing to do for none.
+    pub async fn network_rm(&self, networks: &[&str]) -> Result<(), DockerError> {
+        if networks.is_empty() {
+            return Ok(());
+        }
+        self.checked(&self.cli.network_rm(networks)).await.map(drop)
+    }
+
+    /// `docker save`: writes the image's tar stream to `sink` as it comes (nothing is
+    /// held in memory), e.g. one end of a pipe whose other end feeds a `docker load`.
+    /// `sink` is flushed, not shut down.
+    pub async fn save(
+        &self,
+        image: &str,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<(), DockerError> {
+        let cmd = self.cli.save(image);
+        let out = self.exec.run_with_stdout(&cmd, sink).await?;
+        check_output(&self.exec.target(), &cmd, out)?;
+        Ok(())
     }
 
     /// `docker inspect --format <template>`; the trimmed output, or `Ok(None)` if the
@@ -276,6 +429,7 @@ impl Docker {
                 ExecIo {
                     stdin: context_tar,
                     on_line: Some(on_line),
+                    stdout: None,
                 },
             )
             .await?;

@@ -297,3 +297,54 @@ pub fn parse_build_image_id(output: &str) -> Option<String> {
         rest.split_whitespace().next().map(str::to_owned)
     })
 }
+
+/// Whether a `docker run` or `docker create` error message says the container name is
+/// taken (`Conflict. The container name "/x" is already in use by container …`).
+pub fn is_name_conflict(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    s.contains("is already in use") || (s.contains("conflict") && s.contains("container name"))
+}
+
+/// The non-empty, trimmed lines of `-q` output (`docker volume ls -q`, `network ls -q`).
+///
+/// ```
+/// assert_eq!(docker_ssh::parse_lines("a\n\n b \n"), ["a", "b"]);
+/// ```
+pub fn parse_lines(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A volume as `docker volume inspect` reports it (the parts the toolkit reads).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeInfo {
+    /// Its name.
+    pub name: String,
+    /// Its driver (`local`).
+    pub driver: String,
+    /// Where its data is on the Docker host.
+    pub mountpoint: String,
+    /// Its labels.
+    #[serde(deserialize_with = "null_default")]
+    pub labels: BTreeMap<String, String>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+/// Parses `docker volume inspect` (or `docker inspect --type volume`) output: a JSON
+/// array; empty output is no volume.
+pub fn parse_volume_inspect(stdout: &str) -> Result<Vec<VolumeInfo>, ParseError> {
+    let trimmed = stdout.trim();
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(trimmed).map_err(|e| ParseError {
+        what: "docker volume inspect output",
+        detail: format!("{e} in {}", excerpt(stdout)),
+    })
+}

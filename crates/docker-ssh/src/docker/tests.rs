@@ -67,6 +67,111 @@ fn run_full() {
 }
 
 #[test]
+fn create_and_attached_run_share_run_options() {
+    let o = RunOptions::new("img:1", "lvps-1")
+        .port(PortMapping::new(22).host_ip(LOCALHOST))
+        .volume(VolumeMount::new("lvps-1-docker", "/var/lib/docker"))
+        .label("k", "v w")
+        .restart(RestartPolicy::UnlessStopped)
+        .pull(PullPolicy::Never)
+        .extra_args(["--hostname", "h"])
+        .shell_entrypoint("exec sleep infinity");
+    let once = RunOptions::new("base", "h1")
+        .auto_remove()
+        .timeout(Duration::from_secs(900))
+        .volume(VolumeMount::new("from", "/from").read_only())
+        .entrypoint("cp")
+        .args(["-a", "/from/.", "/to/"]);
+    let c = cli();
+    let s = format!(
+        "== run-pull-never\n{}\n== create\n{}\n== run-attached-rm\n{}\n== run-detached-rm\n{}",
+        render(&c.run(&o)),
+        render(&c.create(&o)),
+        render(&c.run_attached(&once)),
+        render(&c.run(&once)),
+    );
+    insta::assert_snapshot!("create_and_attached", s);
+}
+
+#[test]
+fn pull_policies() {
+    let shown: Vec<String> = [PullPolicy::Always, PullPolicy::Missing, PullPolicy::Never]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["always", "missing", "never"]);
+}
+
+#[test]
+fn container_commands() {
+    let c = cli();
+    let commit = CommitOptions::new("box", "mngr-snap:s1")
+        .no_pause()
+        .change("LABEL a=b")
+        .change("LABEL c=\"\"")
+        .timeout(Duration::from_secs(900));
+    let mut s = String::new();
+    for (name, cmd) in [
+        (
+            "cp-into",
+            c.cp_into("/tmp/seed dir/.", "box", "/var/lib/cloud/seed/"),
+        ),
+        ("pause", c.pause("box")),
+        ("unpause", c.unpause("box")),
+        ("commit-with", c.commit_with(&commit)),
+        (
+            "commit-defaults",
+            c.commit_with(&CommitOptions::new("box", "r:t")),
+        ),
+        ("save", c.save("mngr-local/sshd:abc")),
+    ] {
+        s.push_str(&format!("== {name}\n{}\n", render(&cmd)));
+    }
+    insta::assert_snapshot!("container", s);
+    assert_eq!(
+        c.commit("box", "r:t").command_line(),
+        c.commit_with(&CommitOptions::new("box", "r:t"))
+            .command_line()
+    );
+}
+
+#[test]
+fn network_and_volume_listing_commands() {
+    let c = cli();
+    let labels = vec![
+        ("com.imbue.mngr.kind".to_owned(), "network".to_owned()),
+        ("com.x".to_owned(), "a=b c".to_owned()),
+    ];
+    let mut s = String::new();
+    for (name, cmd) in [
+        ("network-create", c.network_create("lvps-1-net", &labels)),
+        ("network-ls", c.network_ls(&labels)),
+        ("network-ls-all", c.network_ls(&[])),
+        ("network-rm", c.network_rm(&["n1", "n2"])),
+        ("volume-ls", c.volume_ls(&labels)),
+        (
+            "inspect-volumes",
+            c.inspect(ObjectKind::Volume, &["v1", "v2"]),
+        ),
+    ] {
+        s.push_str(&format!("== {name}\n{}\n", render(&cmd)));
+    }
+    insta::assert_snapshot!("network_volume", s);
+}
+
+#[test]
+fn exec_idempotent() {
+    let plain = ExecOptions::argv("box", ["true"]);
+    assert!(!cli().exec(&plain).is_idempotent());
+    let again = plain.clone().idempotent();
+    assert!(cli().exec(&again).is_idempotent());
+    assert_eq!(
+        cli().exec(&again).command_line(),
+        cli().exec(&plain).command_line()
+    );
+}
+
+#[test]
 fn restart_policies() {
     let all = [
         RestartPolicy::No,
@@ -376,4 +481,48 @@ fn build_output() {
         Some("sha256:abcdef0123")
     );
     assert_eq!(parse_build_image_id("nothing"), None);
+}
+
+#[test]
+fn name_conflicts() {
+    let docker_20 = "docker: Error response from daemon: Conflict. The container name \"/mngr-docker-state-x\" is already in use by container \"4f1c\". You have to remove (or rename) that container to be able to reuse that name.";
+    assert!(is_name_conflict(docker_20));
+    assert!(!is_name_conflict("Unable to find image 'x:latest' locally"));
+    assert!(!is_name_conflict("Error: No such container: box"));
+}
+
+#[test]
+fn lines_output() {
+    assert_eq!(parse_lines("a\n\n b \n"), ["a", "b"]);
+    assert!(parse_lines("\n  \n").is_empty());
+}
+
+#[test]
+fn volume_inspect_output() {
+    let out = r#"[
+    {
+        "CreatedAt": "2026-11-30T05:00:00Z",
+        "Driver": "local",
+        "Labels": {"a": "1", "com.x": "a=b, c"},
+        "Mountpoint": "/var/lib/docker/volumes/v1/_data",
+        "Name": "v1",
+        "Options": null,
+        "Scope": "local"
+    },
+    {"CreatedAt": "2026-11-30T05:00:01Z", "Labels": null, "Name": "v2"}
+]
+"#;
+    let v = parse_volume_inspect(out).expect("parses");
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].name, "v1");
+    assert_eq!(v[0].driver, "local");
+    assert_eq!(v[0].mountpoint, "/var/lib/docker/volumes/v1/_data");
+    assert_eq!(v[0].labels["com.x"], "a=b, c");
+    assert_eq!(v[0].created_at, "2026-11-30T05:00:00Z");
+    assert!(v[1].labels.is_empty());
+    assert_eq!(v[1].created_at, "2026-11-30T05:00:01Z");
+    assert!(parse_volume_inspect("  \n").expect("empty").is_empty());
+    assert!(parse_volume_inspect("[]").expect("empty").is_empty());
+    let err = parse_volume_inspect("{").expect_err("not json");
+    assert_eq!(err.what, "docker volume inspect output");
 }

@@ -154,10 +154,12 @@ impl Executor for SshPool {
             };
             let config = &self.inner.config;
             let mut backoff = Backoff::new(config.retry_initial_delay, config.retry_max_delay);
-            let streamed_stdin = io.stdin.is_some();
+            // Streams cannot be replayed: such a command is not retried once it may have run.
+            let streamed = io.stdin.is_some() || io.stdout.is_some();
             let ExecIo {
                 mut stdin,
                 mut on_line,
+                mut stdout,
             } = io;
             let mut attempt = 0;
             loop {
@@ -175,6 +177,7 @@ impl Executor for SshPool {
                 let io = ExecIo {
                     stdin: stdin.as_mut().map(|r| &mut **r as _),
                     on_line: on_line.as_mut().map(|f| &mut **f as _),
+                    stdout: stdout.as_mut().map(|w| &mut **w as _),
                 };
                 let detail = match session.run_channel(command, io, deadline).await {
                     Ok(out) => return Ok(out),
@@ -185,7 +188,7 @@ impl Executor for SshPool {
                     }
                     Err(RunFailure::Lost(detail)) => {
                         self.discard(&session).await;
-                        if !command.is_idempotent() || streamed_stdin {
+                        if !command.is_idempotent() || streamed {
                             return Err(ExecError::ConnectionLost {
                                 target: target.clone(),
                                 command: command.to_string(),

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use russh::client::{self, Handle};
 use russh::keys::PrivateKeyWithHashAlg;
 use russh::{ChannelMsg, Sig};
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -219,7 +219,11 @@ impl SshSession {
             .await
             .map_err(|e| RunFailure::NotStarted(format!("could not send the command: {e}")))?;
 
-        let ExecIo { stdin, on_line } = io;
+        let ExecIo {
+            stdin,
+            on_line,
+            stdout: sink,
+        } = io;
         let bytes = command.stdin_bytes();
         let feed = async {
             let sent = match (stdin, bytes) {
@@ -233,7 +237,7 @@ impl SshSession {
             sent
         };
         let pid = AtomicU32::new(0);
-        let collect = collect_channel(&mut rx, on_line, &pid);
+        let collect = collect_channel(&mut rx, on_line, sink, &pid);
         let both = async {
             tokio::pin!(feed);
             tokio::pin!(collect);
@@ -265,6 +269,11 @@ impl SshSession {
                 target: self.target.to_string(),
                 command: command.to_string(),
                 source: std::io::Error::other("the SSH server refused the exec request"),
+            })),
+            Collected::SinkFailed(source) => Err(RunFailure::Exec(ExecError::Io {
+                target: self.target.to_string(),
+                command: command.to_string(),
+                source,
             })),
             Collected::NoStatus => Err(RunFailure::Lost(if self.handle.is_closed() {
                 "the connection closed".to_owned()
@@ -342,11 +351,14 @@ enum Collected {
     Refused,
     /// The channel ended without an exit status.
     NoStatus,
+    /// Writing stdout to the caller's writer failed.
+    SinkFailed(std::io::Error),
 }
 
 async fn collect_channel(
     rx: &mut russh::ChannelReadHalf,
     mut on_line: Option<LineCallback<'_>>,
+    mut sink: Option<&mut (dyn AsyncWrite + Send + Unpin)>,
     pid: &AtomicU32,
 ) -> Collected {
     let mut stdout = Vec::new();
@@ -365,6 +377,13 @@ async fn collect_channel(
         };
     while let Some(msg) = rx.wait().await {
         match msg {
+            ChannelMsg::Data { data } if sink.is_some() => {
+                if let Some(sink) = sink.as_deref_mut()
+                    && let Err(e) = sink.write_all(&data).await
+                {
+                    return Collected::SinkFailed(e);
+                }
+            }
             ChannelMsg::Data { data } => {
                 stdout.extend_from_slice(&data);
                 if let Some(cb) = on_line.as_deref_mut() {
@@ -387,6 +406,11 @@ async fn collect_channel(
     }
     if let Some(rest) = header.finish() {
         on_stderr(&rest, &mut stderr, &mut on_line);
+    }
+    if let Some(sink) = sink
+        && let Err(e) = sink.flush().await
+    {
+        return Collected::SinkFailed(e);
     }
     if let Some(cb) = on_line {
         out_lines.finish(&mut |l| cb(OutputStream::Stdout, l));
