@@ -5,18 +5,16 @@ use std::fs;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use docker_ssh::{
-    Command, ContainerInfo, Docker, DockerError, ExecError, ExecOptions, LocalExecutor, ObjectKind,
-    PULL_TIMEOUT, PortMapping, PsFilter, RunOptions, VolumeMount, check_output, is_no_such_object,
-    parse_container_inspect, parse_load,
+    CommitOptions, ContainerInfo, Docker, DockerError, ExecError, ExecOptions, LocalExecutor,
+    PULL_TIMEOUT, PortMapping, PsFilter, RunOptions, VolumeInfo, VolumeMount, check_output,
+    parse_load,
 };
 use local_vps_images::{Image, ImageError, Privilege, ensure_image, fake_vps_run_args};
-use tokio::io::AsyncReadExt as _;
 use tracing::Instrument as _;
 use vps_client::{
     CreateInstanceRequest, InstanceInfo, SnapshotInfo, SnapshotStatus, SshKeyInfo, VpsClient,
@@ -25,7 +23,6 @@ use vps_client::{
 use vps_primitives::{SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId};
 
 use crate::config::{LocalOs, LocalVpsConfig};
-use crate::engine::{self, VolumeInfo};
 use crate::labels::{
     INSTANCE_LABEL, KEY_NAME_LABEL, KEY_PUBLIC_LABEL, KIND_LABEL, Kind, NAME_LABEL, OS_LABEL,
     PLAN_LABEL, REGION_LABEL, SNAPSHOT_DESCRIPTION_LABEL, SNAPSHOT_IMAGE_LABEL, SNAPSHOT_LABEL,
@@ -42,6 +39,9 @@ const SSH_PORT: u16 = 22;
 
 /// How long `stop_instance` lets systemd shut the VPS down before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Long enough to copy a VPS's `/var/lib/docker` or to commit a big container.
+const COPY_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// A [`VpsClient`] whose VPSes are containers on the local Docker engine: systemd, sshd,
 /// the real cloud-init reading a NoCloud seed made from the request, Docker (preinstalled
@@ -140,6 +140,17 @@ fn engine_error(what: impl std::fmt::Display, e: impl Into<DockerError>) -> VpsC
     VpsClientError::Backend {
         message: format!("local-vps: {what} failed: {text}{hint}"),
         source: Some(Box::new(e)),
+    }
+}
+
+/// A failed listing or inspect: output Docker printed that cannot be read is an invalid
+/// response, anything else an engine error.
+fn read_error(what: &str, e: DockerError) -> VpsClientError {
+    match e {
+        DockerError::Parse { source, .. } => VpsClientError::InvalidResponse(format!(
+            "local-vps: {what} printed something unexpected: {source}"
+        )),
+        e => engine_error(what, e),
     }
 }
 
@@ -280,17 +291,6 @@ impl LocalVpsClient {
         })?
     }
 
-    async fn checked(
-        &self,
-        what: &str,
-        cmd: &Command,
-    ) -> Result<docker_ssh::Output, VpsClientError> {
-        self.docker
-            .checked(cmd)
-            .await
-            .map_err(|e| engine_error(what, e))
-    }
-
     /// The instance's container, if it exists and belongs to this account.
     async fn find_instance(
         &self,
@@ -317,30 +317,10 @@ impl LocalVpsClient {
 
     /// `docker inspect` of several containers; those that vanished meanwhile are left out.
     async fn inspect_many(&self, ids: &[&str]) -> Result<Vec<ContainerInfo>, VpsClientError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let cmd = self.docker.cli().inspect(ObjectKind::Container, ids);
-        let out = self
-            .docker
-            .executor()
-            .run(&cmd)
+        self.docker
+            .inspect_containers(ids)
             .await
-            .map_err(|e| engine_error("docker inspect", e))?;
-        if !out.success() && !is_no_such_object(&out.stderr_text()) {
-            check_output(&self.docker.executor().target(), &cmd, out)
-                .map_err(|e| engine_error("docker inspect", e))?;
-            return Ok(Vec::new());
-        }
-        let text = out.stdout_text();
-        if text.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        parse_container_inspect(&text).map_err(|e| {
-            VpsClientError::InvalidResponse(format!(
-                "local-vps: docker inspect printed something unexpected: {e}"
-            ))
-        })
+            .map_err(|e| read_error("docker inspect", e))
     }
 
     /// Status of a fake VPS: its container state, and for a running one whether sshd
@@ -426,58 +406,34 @@ impl LocalVpsClient {
                 message: format!("it is {}; start it before loading images", c.state.status),
             });
         }
-        let save_argv = engine::save_argv(image);
-        let mut save = tokio::process::Command::new(&save_argv[0])
-            .args(&save_argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| VpsClientError::Backend {
-                message: format!("local-vps: cannot run `docker save {image}`: {e}"),
-                source: Some(Box::new(e)),
-            })?;
-        let mut tar = save.stdout.take().ok_or_else(|| VpsClientError::Backend {
-            message: "local-vps: `docker save` has no stdout".to_owned(),
-            source: None,
-        })?;
-        let mut save_err = save.stderr.take();
-        let stderr_task = tokio::spawn(async move {
-            let mut text = String::new();
-            if let Some(err) = save_err.as_mut() {
-                let _ = err.read_to_string(&mut text).await;
-            }
-            text
-        });
-        let load = self.docker.cli().exec(
+        // `docker save` here, piped into `docker load` in the VPS. Each side drops its end
+        // of the pipe when done, so the other sees EOF (or a broken pipe) and stops too.
+        let (mut tar_in, mut tar_out) = tokio::io::duplex(256 * 1024);
+        let docker = &self.docker;
+        let save = async move {
+            let saved = docker.save(image, &mut tar_in).await;
+            drop(tar_in);
+            saved
+        };
+        let load = docker.cli().exec(
             &ExecOptions::argv(&c.id, ["docker", "load"])
                 .interactive()
                 .timeout(PULL_TIMEOUT),
         );
-        let loaded = self.docker.executor().run_with_stdin(&load, &mut tar).await;
-        drop(tar);
-        let save_status = save.wait().await;
-        let save_stderr = stderr_task.await.unwrap_or_default();
+        let loading = async {
+            let loaded = docker.executor().run_with_stdin(&load, &mut tar_out).await;
+            drop(tar_out);
+            loaded
+        };
+        let (saved, loaded) = tokio::join!(save, loading);
         let out = loaded.map_err(|e| engine_error(format_args!("loading {image} into {id}"), e))?;
-        let out = check_output(&self.docker.executor().target(), &load, out).map_err(|e| {
+        let out = check_output(&docker.executor().target(), &load, out).map_err(|e| {
             engine_error(
                 format_args!("loading {image} into {id} (is Docker running in the VPS yet?)"),
                 e,
             )
         })?;
-        match save_status {
-            Ok(s) if s.success() => {}
-            other => {
-                return Err(VpsClientError::Backend {
-                    message: format!(
-                        "local-vps: `docker save {image}` failed ({other:?}): {}",
-                        save_stderr.trim()
-                    ),
-                    source: None,
-                });
-            }
-        }
+        saved.map_err(|e| engine_error(format_args!("saving {image} with `docker save`"), e))?;
         Ok(parse_load(&out.stdout_text()))
     }
 
@@ -501,38 +457,27 @@ impl LocalVpsClient {
                 .await
                 .map_err(|e| engine_error(format_args!("removing the container of {id}"), e))?;
         }
-        let volumes = engine::lines(
-            &self
-                .checked(
-                    &format!("listing the volumes of {id}"),
-                    &engine::volume_ls(&mine),
-                )
-                .await?
-                .stdout_text(),
-        );
+        let volumes = self
+            .docker
+            .volume_ls(&mine)
+            .await
+            .map_err(|e| engine_error(format_args!("listing the volumes of {id}"), e))?;
         for v in &volumes {
             self.docker
                 .volume_rm(v)
                 .await
                 .map_err(|e| engine_error(format_args!("removing volume {v} of {id}"), e))?;
         }
-        let networks = engine::lines(
-            &self
-                .checked(
-                    &format!("listing the networks of {id}"),
-                    &engine::network_ls(&mine),
-                )
-                .await?
-                .stdout_text(),
-        );
-        if !networks.is_empty() {
-            self.checked(
-                &format!("removing the network of {id}"),
-                &engine::network_rm(&networks),
-            )
-            .await?;
-        }
-        Ok(())
+        let networks = self
+            .docker
+            .network_ls(&mine)
+            .await
+            .map_err(|e| engine_error(format_args!("listing the networks of {id}"), e))?;
+        let networks: Vec<&str> = networks.iter().map(String::as_str).collect();
+        self.docker
+            .network_rm(&networks)
+            .await
+            .map_err(|e| engine_error(format_args!("removing the network of {id}"), e))
     }
 
     async fn create_parts(
@@ -549,11 +494,10 @@ impl LocalVpsClient {
 
         let mut labels = self.owned(Kind::Network);
         labels.push(instance.clone());
-        self.checked(
-            "creating the VPS's network",
-            &engine::network_create(&names.network, &labels),
-        )
-        .await?;
+        self.docker
+            .network_create(&names.network, &labels)
+            .await
+            .map_err(|e| engine_error("creating the VPS's network", e))?;
 
         let mut labels = self.owned(Kind::DockerVolume);
         labels.push(instance.clone());
@@ -593,8 +537,10 @@ impl LocalVpsClient {
         options = options
             .extra_args(fake_vps_run_args(privilege))
             .extra_args(["--hostname", &hostname, "--network", &names.network]);
-        self.checked("creating the VPS container", &engine::create(&options))
-            .await?;
+        self.docker
+            .create(&options)
+            .await
+            .map_err(|e| engine_error("creating the VPS container", e))?;
 
         // The seed, delivered before the first boot, as a cloud attaches it.
         let seed = tempfile::Builder::new()
@@ -625,11 +571,10 @@ impl LocalVpsClient {
                 source: Some(Box::new(e)),
             })?;
         let src = format!("{}/.", seed.path().display());
-        self.checked(
-            "copying the NoCloud seed into the VPS",
-            &engine::cp_into(&src, &names.container, &format!("{SEED_DIR}/")),
-        )
-        .await?;
+        self.docker
+            .cp_into(&src, &names.container, &format!("{SEED_DIR}/"))
+            .await
+            .map_err(|e| engine_error("copying the NoCloud seed into the VPS", e))?;
         drop(seed);
 
         self.docker
@@ -778,32 +723,17 @@ impl LocalVpsClient {
         &self,
         filters: &[(String, String)],
     ) -> Result<Vec<VolumeInfo>, VpsClientError> {
-        let names = engine::lines(
-            &self
-                .checked("listing volumes", &engine::volume_ls(filters))
-                .await?
-                .stdout_text(),
-        );
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let cmd = engine::volume_inspect(&names);
-        let out = self
+        let names = self
             .docker
-            .executor()
-            .run(&cmd)
+            .volume_ls(filters)
             .await
-            .map_err(|e| engine_error("docker volume inspect", e))?;
-        if !out.success() && !is_no_such_object(&out.stderr_text()) {
-            check_output(&self.docker.executor().target(), &cmd, out)
-                .map_err(|e| engine_error("docker volume inspect", e))?;
-            return Ok(Vec::new());
-        }
-        let all = engine::parse_volumes(&out.stdout_text()).map_err(|e| {
-            VpsClientError::InvalidResponse(format!(
-                "local-vps: docker volume inspect printed something unexpected: {e}"
-            ))
-        })?;
+            .map_err(|e| engine_error("listing volumes", e))?;
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let all = self
+            .docker
+            .inspect_volumes(&names)
+            .await
+            .map_err(|e| read_error("docker volume inspect", e))?;
         Ok(all
             .into_iter()
             .filter(|v| has_all(&v.labels, filters))
@@ -821,6 +751,8 @@ impl LocalVpsClient {
         what: &str,
     ) -> Result<(), VpsClientError> {
         let mut copy = RunOptions::new(base, format!("{to}-copy-{}", random_hex()))
+            .auto_remove()
+            .timeout(COPY_TIMEOUT)
             .volume(VolumeMount::new(from, "/from").read_only())
             .volume(VolumeMount::new(to, "/to"))
             .extra_args(["--network", "none", "--cap-add", "SYS_ADMIN"])
@@ -830,9 +762,11 @@ impl LocalVpsClient {
             copy = copy.label(k, v);
         }
         copy = copy.label(purpose.0, purpose.1);
-        self.checked(what, &engine::run_attached(&copy, engine::COPY_TIMEOUT))
+        self.docker
+            .run_attached(&copy)
             .await
             .map(drop)
+            .map_err(|e| engine_error(what, e))
     }
 
     async fn take_snapshot(
@@ -846,11 +780,10 @@ impl LocalVpsClient {
         let names = Names::of(id);
         let pause = c.state.running && !c.state.paused;
         if pause {
-            self.checked(
-                "pausing the VPS for a consistent snapshot",
-                &engine::pause(&c.id, true),
-            )
-            .await?;
+            self.docker
+                .pause(&c.id)
+                .await
+                .map_err(|e| engine_error("pausing the VPS for a consistent snapshot", e))?;
         }
         let taken = async {
             self.copy_volume(
@@ -863,34 +796,34 @@ impl LocalVpsClient {
             .await?;
             // The image keeps the container's labels; those that would make a VPS made
             // from it look like the source (its instance id, its tags) are emptied.
-            let mut changes = vec![
-                format!("LABEL {KIND_LABEL}={}", Kind::SnapshotImage.as_str()),
-                format!("LABEL {SNAPSHOT_LABEL}={snapshot}"),
-                format!("LABEL {INSTANCE_LABEL}=\"\""),
-                format!("LABEL {TAGS_LABEL}=\"[]\""),
-            ];
-            changes.extend(
-                c.config
-                    .labels
-                    .keys()
-                    .filter(|k| k.starts_with(TAG_PREFIX) && is_plain_label_key(k))
-                    .map(|k| format!("LABEL {k}=\"\"")),
-            );
-            self.checked(
-                "committing the VPS's disk for the snapshot",
-                &engine::commit(&c.id, image_ref, &changes),
-            )
-            .await
-            .map(drop)
+            let mut commit = CommitOptions::new(&c.id, image_ref)
+                .no_pause()
+                .timeout(COPY_TIMEOUT)
+                .change(format!(
+                    "LABEL {KIND_LABEL}={}",
+                    Kind::SnapshotImage.as_str()
+                ))
+                .change(format!("LABEL {SNAPSHOT_LABEL}={snapshot}"))
+                .change(format!("LABEL {INSTANCE_LABEL}=\"\""))
+                .change(format!("LABEL {TAGS_LABEL}=\"[]\""));
+            for k in c.config.labels.keys() {
+                if k.starts_with(TAG_PREFIX) && is_plain_label_key(k) {
+                    commit = commit.change(format!("LABEL {k}=\"\""));
+                }
+            }
+            self.docker
+                .commit_with(&commit)
+                .await
+                .map(drop)
+                .map_err(|e| engine_error("committing the VPS's disk for the snapshot", e))
         }
         .await;
         if pause {
             let resumed = self
-                .checked(
-                    "resuming the VPS after the snapshot",
-                    &engine::pause(&c.id, false),
-                )
-                .await;
+                .docker
+                .unpause(&c.id)
+                .await
+                .map_err(|e| engine_error("resuming the VPS after the snapshot", e));
             if taken.is_ok() {
                 resumed?;
             } else if let Err(e) = resumed {

@@ -44,7 +44,6 @@
 
 mod client;
 mod config;
-mod engine;
 pub mod labels;
 mod seed;
 
