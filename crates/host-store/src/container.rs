@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docker_ssh::{
-    Docker, DockerError, ExecOptions, Executor, RestartPolicy, RunOptions, VolumeMount,
+    Docker, DockerError, ExecOptions, Executor, PullPolicy, RestartPolicy, RunOptions, VolumeMount,
 };
 use tracing::Instrument;
 use vps_primitives::{LABEL_PROVIDER, LABEL_TYPE, LABEL_TYPE_STATE_CONTAINER, ProviderName};
@@ -79,7 +79,7 @@ impl StateContainerSpec {
         let mut opts = RunOptions::new(self.image.clone(), self.name.as_str())
             .volume(VolumeMount::new(self.name.as_str(), STATE_MOUNT))
             .restart(RestartPolicy::UnlessStopped)
-            .extra_args(["--pull", "never"])
+            .pull(PullPolicy::Never)
             .shell_entrypoint(STATE_ENTRYPOINT);
         for (key, value) in self.all_labels() {
             opts = opts.label(key, value);
@@ -241,22 +241,13 @@ impl Ensure<'_> {
             .volume_create(name, &spec.all_labels())
             .await
             .map_err(|e| self.docker_error("docker volume create", e))?;
-        let cmd = self.docker.cli().run(&spec.run_options());
-        let out = self
-            .docker
-            .executor()
-            .run(&cmd)
-            .await
-            .map_err(|e| self.docker_error("docker run", e.into()))?;
-        if !out.success() {
-            let stderr = out.stderr_text();
-            if is_name_conflict(&stderr) {
+        match self.docker.run(&spec.run_options()).await {
+            Ok(_) => {}
+            Err(DockerError::NameConflict { .. }) => {
                 tracing::debug!("another caller created the state container first");
                 return Ok(false);
             }
-            // Not a success, so this is the error (with Docker's message).
-            docker_ssh::check_output(&self.target, &cmd, out)
-                .map_err(|e| self.docker_error("docker run", e.into()))?;
+            Err(e) => return Err(self.docker_error("docker run", e)),
         }
         self.check_tools().await?;
         tracing::info!("created the state container");
@@ -301,10 +292,4 @@ impl Ensure<'_> {
             missing,
         })
     }
-}
-
-/// Whether `docker run` failed because the container name is taken.
-pub(crate) fn is_name_conflict(stderr: &str) -> bool {
-    let s = stderr.to_ascii_lowercase();
-    s.contains("is already in use") || (s.contains("conflict") && s.contains("container name"))
 }

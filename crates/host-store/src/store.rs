@@ -89,11 +89,13 @@ impl HostStore {
         script: String,
         stdin: Option<Vec<u8>>,
     ) -> Result<Output, StoreError> {
-        let mut opts = ExecOptions::script(self.container.as_str(), script).timeout(self.timeout);
+        let mut opts = ExecOptions::script(self.container.as_str(), script)
+            .timeout(self.timeout)
+            .idempotent();
         if let Some(bytes) = stdin {
             opts = opts.stdin(bytes);
         }
-        let cmd = self.docker.cli().exec(&opts).idempotent();
+        let cmd = self.docker.cli().exec(&opts);
         let out = self
             .docker
             .executor()

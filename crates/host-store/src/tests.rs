@@ -454,15 +454,6 @@ fn state_container_run_options_have_the_required_parts() {
     }
 }
 
-#[test]
-fn name_conflicts_are_recognised() {
-    let docker_20 = "docker: Error response from daemon: Conflict. The container name \"/mngr-docker-state-x\" is already in use by container \"4f1c\". You have to remove (or rename) that container to be able to reuse that name.";
-    assert!(container::is_name_conflict(docker_20));
-    assert!(!container::is_name_conflict(
-        "Unable to find image 'x:latest' locally"
-    ));
-}
-
 // ---- the scripts, run by the local sh ----------------------------------------------------
 
 struct Sh {

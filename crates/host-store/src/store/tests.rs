@@ -205,3 +205,62 @@ async fn a_corrupt_record_read_by_id_is_an_error_naming_its_path() {
         "{text}"
     );
 }
+
+fn state_spec() -> StateContainerSpec {
+    let name = StateContainerName::new("mngr-", "u1").unwrap_or_else(|e| panic!("{e}"));
+    let provider = vps_primitives::ProviderName::parse("vultr").unwrap_or_else(|e| panic!("{e}"));
+    StateContainerSpec::new(name, "alpine:3.20", provider)
+}
+
+const NAME_TAKEN: &str = "docker: Error response from daemon: Conflict. The container name \"/mngr-docker-state-u1\" is already in use by container \"4f1c\". You have to remove (or rename) that container to be able to reuse that name.\n";
+
+#[tokio::test]
+async fn a_docker_run_that_loses_the_name_race_finds_the_other_callers_container() {
+    let running = format!(
+        r#"[{{"Id":"4f1c","Name":"/mngr-docker-state-u1","State":{{"Status":"running","Running":true}},"Config":{{"Labels":{{"{}":"{}"}}}}}}]"#,
+        vps_primitives::LABEL_TYPE,
+        vps_primitives::LABEL_TYPE_STATE_CONTAINER
+    );
+    let exec = Scripted::new(vec![
+        out(1, "", "Error: No such object: mngr-docker-state-u1\n"),
+        out(0, "sha256:1111\n", ""),
+        out(0, "mngr-docker-state-u1\n", ""),
+        out(125, "", NAME_TAKEN),
+        out(0, &running, ""),
+    ]);
+    let ensured = ensure_state_container(exec.clone(), &state_spec())
+        .await
+        .expect("ensure");
+    assert_eq!(ensured, Ensured::CreatedByAnother);
+    let seen = exec.seen();
+    assert_eq!(seen.len(), 5);
+    let run = seen[3].command_line();
+    assert!(
+        run.starts_with("docker run -d --name mngr-docker-state-u1 ")
+            && run.contains("--restart unless-stopped --pull never"),
+        "{run}"
+    );
+}
+
+#[tokio::test]
+async fn a_docker_run_that_fails_otherwise_is_an_error_with_dockers_message() {
+    let exec = Scripted::new(vec![
+        out(1, "", "Error: No such object: mngr-docker-state-u1\n"),
+        out(0, "sha256:1111\n", ""),
+        out(0, "mngr-docker-state-u1\n", ""),
+        out(
+            125,
+            "",
+            "docker: Error response from daemon: no space left on device.\n",
+        ),
+    ]);
+    let err = ensure_state_container(exec.clone(), &state_spec())
+        .await
+        .expect_err("run fails");
+    assert!(
+        matches!(&err, StoreError::Docker { action, .. } if action.starts_with("docker run")),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no space left on device"), "{err}");
+    assert_eq!(exec.seen().len(), 4, "no retry after a real failure");
+}
