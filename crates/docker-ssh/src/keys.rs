@@ -130,9 +130,8 @@ pub fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
         .map_err(io_err("create directory", dir))
 }
 
-/// Writes `bytes` to `path` atomically: a new temporary file in the same directory,
-/// created with `mode`, is filled, synced, and renamed over `path`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
+/// The directory holding `path` (`.` for a bare file name) and the file's name.
+fn dir_and_name(path: &Path) -> (&Path, String) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -141,6 +140,31 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), K
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    (dir, name)
+}
+
+/// Creates `path`'s directory (0700) if needed, then opens and locks `.<name>.lock` beside
+/// `path` (created 0600). The lock is held until the returned file is dropped, and
+/// serialises writers across threads and processes.
+pub(crate) fn lock_beside(path: &Path) -> Result<fs::File, KeyError> {
+    let (dir, name) = dir_and_name(path);
+    create_private_dir(dir)?;
+    let lock_path = dir.join(format!(".{name}.lock"));
+    let lock = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io_err("open lock file", &lock_path))?;
+    lock.lock().map_err(io_err("lock", &lock_path))?;
+    Ok(lock)
+}
+
+/// Writes `bytes` to `path` atomically: a new temporary file in the same directory,
+/// created with `mode`, is filled, synced, and renamed over `path`.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
+    let (dir, name) = dir_and_name(path);
     let suffix: u64 = rand::random();
     let tmp = dir.join(format!(".{name}.tmp-{suffix:016x}"));
     let result = (|| {
@@ -230,24 +254,7 @@ pub fn load_public_key(path: &Path) -> Result<PublicKey, KeyError> {
 /// whose `.pub` is missing keeps the private key and rewrites the `.pub`; it is never
 /// silently replaced.
 pub fn load_or_generate_keypair(path: &Path) -> Result<PrivateKey, KeyError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    create_private_dir(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let lock_path = dir.join(format!(".{name}.lock"));
-    let lock = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(io_err("open lock file", &lock_path))?;
-    lock.lock().map_err(io_err("lock", &lock_path))?;
+    let lock = lock_beside(path)?;
     let result = if path.exists() {
         let key = load_private_key(path)?;
         let pub_file = pub_path(path);

@@ -2,15 +2,14 @@
 //! lookup. Writers serialise on a lock file and replace the file atomically, so
 //! concurrent writers never lose each other's entries and readers never see half a file.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use russh::keys::PublicKey;
 
 use crate::glob::glob_match;
-use crate::keys::{KeyError, create_private_dir, write_atomic};
+use crate::keys::{KeyError, lock_beside, write_atomic};
 
 /// A known_hosts file could not be read or written, or a host name cannot be stored.
 #[derive(Debug, thiserror::Error)]
@@ -258,25 +257,7 @@ impl KnownHosts {
         &self,
         edit: impl FnOnce(&[&str]) -> (Vec<String>, T),
     ) -> Result<T, KnownHostsError> {
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        create_private_dir(&dir)?;
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let lock_path = dir.join(format!(".{name}.lock"));
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(self.io("open the lock file of"))?;
-        lock.lock().map_err(self.io("lock"))?;
+        let lock = lock_beside(&self.path)?;
         let text = self.read()?;
         let lines: Vec<&str> = text.lines().collect();
         let (out, result) = edit(&lines);
