@@ -115,6 +115,27 @@ pub trait Executor: Send + Sync {
     }
 }
 
+/// Rejects a command no executor can run: an invalid body, or stdin bytes together with a
+/// stdin stream.
+pub(crate) fn precheck(
+    command: &Command,
+    stdin: &Option<&mut (dyn AsyncRead + Send + Unpin)>,
+) -> Result<(), ExecError> {
+    command
+        .validate()
+        .map_err(|reason| ExecError::InvalidCommand {
+            command: command.to_string(),
+            reason,
+        })?;
+    if stdin.is_some() && command.stdin_bytes().is_some() {
+        return Err(ExecError::InvalidCommand {
+            command: command.to_string(),
+            reason: "it has stdin bytes and a stdin stream at the same time",
+        });
+    }
+    Ok(())
+}
+
 /// Turns an unsuccessful [`Output`] into [`ExecError::Failed`].
 pub fn check_output(target: &str, command: &Command, output: Output) -> Result<Output, ExecError> {
     if output.success() {

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::command::{Command, CommandBody, ExitStatus, LineSplitter, Output, OutputStream};
 use crate::error::ExecError;
-use crate::executor::{ExecIo, Executor, LineCallback};
+use crate::executor::{ExecIo, Executor, LineCallback, precheck};
 
 const TARGET: &str = "local";
 
@@ -65,23 +65,12 @@ fn io_error(command: &Command, source: std::io::Error) -> ExecError {
 }
 
 async fn run_local(command: &Command, io: ExecIo<'_>) -> Result<Output, ExecError> {
-    command
-        .validate()
-        .map_err(|reason| ExecError::InvalidCommand {
-            command: command.to_string(),
-            reason,
-        })?;
     let ExecIo {
         stdin,
         on_line,
         stdout: sink,
     } = io;
-    if stdin.is_some() && command.stdin_bytes().is_some() {
-        return Err(ExecError::InvalidCommand {
-            command: command.to_string(),
-            reason: "it has stdin bytes and a stdin stream at the same time",
-        });
-    }
+    precheck(command, &stdin)?;
     let mut proc = match command.body() {
         CommandBody::Argv(argv) => {
             let mut p = tokio::process::Command::new(&argv[0]);

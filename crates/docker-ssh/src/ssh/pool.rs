@@ -5,12 +5,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use super::session::{RunFailure, SshSession, precheck, traced};
+use super::session::{RunFailure, SshSession, traced};
 use super::{SshConfig, SshTarget};
 use crate::backoff::Backoff;
 use crate::command::{Command, Output};
 use crate::error::{ExecError, SshError};
-use crate::executor::{ExecIo, Executor};
+use crate::executor::{ExecIo, Executor, precheck};
 
 /// A pooled connection to one target: commands share one SSH connection, each on its own
 /// channel, at most [`SshConfig::max_channels`] at once. The connection is made on first

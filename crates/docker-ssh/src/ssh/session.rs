@@ -17,7 +17,7 @@ use super::{HandlerError, PinningHandler, SshConfig, SshTarget, sig_name};
 use crate::backoff::Backoff;
 use crate::command::{Command, CommandBody, ExitStatus, LineSplitter, Output, OutputStream};
 use crate::error::{ExecError, SshError};
-use crate::executor::{ExecIo, Executor, LineCallback};
+use crate::executor::{ExecIo, Executor, LineCallback, precheck};
 use crate::keys::fingerprint;
 use crate::quote::{quote, quote_argv};
 
@@ -506,25 +506,6 @@ where
         Err(e) => span.record("status", tracing::field::display(e)),
     };
     result
-}
-
-pub(crate) fn precheck(
-    command: &Command,
-    stdin: &Option<&mut (dyn AsyncRead + Send + Unpin)>,
-) -> Result<(), ExecError> {
-    command
-        .validate()
-        .map_err(|reason| ExecError::InvalidCommand {
-            command: command.to_string(),
-            reason,
-        })?;
-    if stdin.is_some() && command.stdin_bytes().is_some() {
-        return Err(ExecError::InvalidCommand {
-            command: command.to_string(),
-            reason: "it has stdin bytes and a stdin stream at the same time",
-        });
-    }
-    Ok(())
 }
 
 #[async_trait]
