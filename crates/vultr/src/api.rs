@@ -129,7 +129,9 @@ fn or_dash(value: &str) -> &str {
 
 /// `POST /instances` body. Exactly one of `os_id` and `snapshot_id` is sent: the API
 /// refuses both at once ("please provide only one os_id, app_id, or snapshot_id").
-#[derive(Debug, Serialize)]
+///
+/// No `Debug`: `user_data` carries the VPS's private host key.
+#[derive(Serialize)]
 pub(crate) struct CreateInstanceBody<'a> {
     pub(crate) region: &'a str,
     pub(crate) plan: &'a str,
