@@ -50,11 +50,13 @@ pub struct VultrConfig {
     /// Base URL of the API, without a trailing slash. Must be `https`, except for a
     /// loopback host (a local mock), which may use `http`.
     pub api_base_url: String,
-    /// Region of new instances when the create request names none (`ewr`, New Jersey).
+    /// Region for callers to put in their create requests (`ewr`, New Jersey). The client
+    /// itself never reads it: a [`vps_client::CreateInstanceRequest`] always names its
+    /// region, plan and OS.
     pub default_region: RegionId,
-    /// Plan of new instances (`vc2-1c-1gb`).
+    /// Plan for callers' create requests (`vc2-1c-1gb`).
     pub default_plan: PlanId,
-    /// Operating system of new instances (2136 = Debian 12 x64).
+    /// Operating system for callers' create requests (2136 = Debian 12 x64).
     pub default_os_id: OsId,
     /// Description of the firewall group that new instances join. When set, the group is
     /// found (or created) by this description and given an accept rule for each TCP port
