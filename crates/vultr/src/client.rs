@@ -21,7 +21,7 @@ use crate::api::{
 };
 use crate::config::API_KEY_ENV;
 use crate::error::VultrError;
-use crate::http::{CallError, Http, parse_json, take_field};
+use crate::http::{CallError, Http};
 use crate::{ApiKey, VultrConfig};
 
 /// What [`VultrClient::wait_until_ready`] waits for, for its timeout message.
@@ -149,7 +149,7 @@ impl VultrClient {
             .send(Method::GET, &path, &[], None)
             .await
             .map_err(|e| not_found_or(e, not_found))?;
-        take_field(&mut parse_json(&answer.body, &path)?, "instance", &path)
+        answer.field("instance", &path)
     }
 
     /// Sends a `DELETE`; a 404 (already gone) is a success.
@@ -193,11 +193,7 @@ impl VultrClient {
                             .http
                             .send(Method::POST, "/firewalls", &[], Some(&body))
                             .await?;
-                        let group: FirewallGroup = take_field(
-                            &mut parse_json(&answer.body, "/firewalls")?,
-                            "firewall_group",
-                            "/firewalls",
-                        )?;
+                        let group: FirewallGroup = answer.field("firewall_group", "/firewalls")?;
                         tracing::info!(group = %group.id, description, "created Vultr firewall group");
                         group.id
                     }
@@ -281,11 +277,7 @@ impl VpsClient for VultrClient {
             .http
             .send(Method::POST, "/instances", &[], Some(&body))
             .await?;
-        let instance: Instance = take_field(
-            &mut parse_json(&answer.body, "/instances")?,
-            "instance",
-            "/instances",
-        )?;
+        let instance: Instance = answer.field("instance", "/instances")?;
         let id = VpsInstanceId::parse(&instance.id)
             .map_err(|e| VpsClientError::InvalidResponse(format!("instance id: {e}")))?;
         tracing::info!(
@@ -356,11 +348,7 @@ impl VpsClient for VultrClient {
                     id: id.to_string(),
                 })
             })?;
-        let snapshot: Snapshot = take_field(
-            &mut parse_json(&answer.body, "/snapshots")?,
-            "snapshot",
-            "/snapshots",
-        )?;
+        let snapshot: Snapshot = answer.field("snapshot", "/snapshots")?;
         let info = snapshot.into_info()?;
         tracing::info!(instance = %id, snapshot = %info.id, "requested Vultr snapshot");
         Ok(info.id)
@@ -385,11 +373,7 @@ impl VpsClient for VultrClient {
             .http
             .send(Method::POST, "/ssh-keys", &[], Some(&body))
             .await?;
-        let key: SshKey = take_field(
-            &mut parse_json(&answer.body, "/ssh-keys")?,
-            "ssh_key",
-            "/ssh-keys",
-        )?;
+        let key: SshKey = answer.field("ssh_key", "/ssh-keys")?;
         let info = key.into_info()?;
         tracing::info!(key = %info.id, name, "uploaded SSH key to Vultr");
         Ok(info.id)

@@ -38,6 +38,18 @@ pub(crate) struct Answer {
     pub(crate) body: Vec<u8>,
 }
 
+impl Answer {
+    /// The object under `field` of the JSON body (`{"instance": {...}}`, say); `path`
+    /// names the call in errors.
+    pub(crate) fn field<T: DeserializeOwned>(
+        &self,
+        field: &str,
+        path: &str,
+    ) -> Result<T, VpsClientError> {
+        take_field(&mut parse_json(&self.body, path)?, field, path)
+    }
+}
+
 /// Why a call failed, once retries are done.
 #[derive(Debug)]
 pub(crate) enum CallError {
@@ -313,14 +325,14 @@ impl Http {
 }
 
 /// Parses a JSON body.
-pub(crate) fn parse_json(body: &[u8], path: &str) -> Result<serde_json::Value, VpsClientError> {
+fn parse_json(body: &[u8], path: &str) -> Result<serde_json::Value, VpsClientError> {
     serde_json::from_slice(body).map_err(|e| {
         VpsClientError::InvalidResponse(format!("{path}: the answer is not JSON: {e}"))
     })
 }
 
 /// Takes `value[field]` and deserialises it; a missing field is an invalid answer.
-pub(crate) fn take_field<T: DeserializeOwned>(
+fn take_field<T: DeserializeOwned>(
     value: &mut serde_json::Value,
     field: &str,
     path: &str,
