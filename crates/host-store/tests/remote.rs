@@ -528,6 +528,9 @@ enum Release {
     Eof,
 }
 
+type WriteResult = Result<docker_ssh::Output, docker_ssh::ExecError>;
+type WriteTask = tokio::task::JoinHandle<WriteResult>;
+
 /// Gives the first `limit` bytes of `data`, says so, then waits to be released.
 struct Stalled {
     data: Vec<u8>,
@@ -568,10 +571,7 @@ async fn stalled_write(
     store: &HostStore,
     exec: Arc<dyn Executor>,
     record: &HostRecord,
-) -> (
-    tokio::task::JoinHandle<Result<docker_ssh::Output, docker_ssh::ExecError>>,
-    oneshot::Sender<Release>,
-) {
+) -> (WriteTask, oneshot::Sender<Release>) {
     let json = record.to_json().unwrap();
     let half = json.len() / 2;
     let script = script::write_host_record(record.host_id(), json.len());
@@ -607,6 +607,18 @@ async fn stalled_write(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (task, release_tx)
+}
+
+/// Releases a stalled write with `how` and waits (at most 30 s) for it to end.
+async fn release_and_join(
+    task: WriteTask,
+    release: oneshot::Sender<Release>,
+    how: Release,
+) -> Result<WriteResult, tokio::task::JoinError> {
+    let _ = release.send(how);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("write ends")
 }
 
 async fn assert_still(store: &HostStore, expected: &HostRecord, what: &str) {
@@ -651,10 +663,8 @@ async fn writes_killed_mid_write_leave_the_old_record() {
         pids.split_whitespace().collect::<Vec<_>>().join(" ")
     ))
     .await;
-    let _ = release.send(Release::Fail);
-    let result = tokio::time::timeout(Duration::from_secs(30), task)
+    let result = release_and_join(task, release, Release::Fail)
         .await
-        .expect("write ends")
         .expect("task");
     assert!(
         result.map(|o| !o.success()).unwrap_or(true),
@@ -680,10 +690,7 @@ echo "$n""#;
         killed.trim().parse::<u32>().unwrap_or(0) >= 1,
         "killed {killed:?}"
     );
-    let _ = release.send(Release::Fail);
-    let _ = tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("write ends");
+    let _ = release_and_join(task, release, Release::Fail).await;
     assert_still(&store, &old, "writer shell killed").await;
     let left = state_dir_entries(&bed, &store).await;
     assert!(
@@ -694,10 +701,7 @@ echo "$n""#;
     // 3. SIGKILL the whole state container.
     let (task, release) = stalled_write(&bed, &store, bed.exec.clone(), &new).await;
     bed.sh(&quote_argv(["docker", "kill", &container])).await;
-    let _ = release.send(Release::Fail);
-    let _ = tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("write ends");
+    let _ = release_and_join(task, release, Release::Fail).await;
     let spec_again = host_store::StateContainerSpec::new(
         store.container().clone(),
         &bed.image,
@@ -714,10 +718,8 @@ echo "$n""#;
         let session = Arc::new(session);
         let (task, release) = stalled_write(&bed, &store, session.clone(), &new).await;
         session.close().await;
-        let _ = release.send(Release::Fail);
-        let result = tokio::time::timeout(Duration::from_secs(30), task)
+        let result = release_and_join(task, release, Release::Fail)
             .await
-            .expect("write ends")
             .expect("task");
         assert!(
             result.map(|o| !o.success()).unwrap_or(true),
@@ -733,10 +735,8 @@ echo "$n""#;
 
     // 5. Stdin ends early (a stream cut short): refused by the size check.
     let (task, release) = stalled_write(&bed, &store, bed.exec.clone(), &new).await;
-    let _ = release.send(Release::Eof);
-    let out = tokio::time::timeout(Duration::from_secs(30), task)
+    let out = release_and_join(task, release, Release::Eof)
         .await
-        .expect("write ends")
         .expect("task")
         .expect("ran");
     assert_eq!(
