@@ -300,6 +300,20 @@ struct Created {
 }
 
 impl Created {
+    /// Orders an instance through `client` and records it, so that it is removed at the
+    /// end of the check whatever happens; `what` names the call in a failure.
+    async fn create_instance(
+        &mut self,
+        check: &'static str,
+        client: &dyn VpsClient,
+        what: &str,
+        request: &CreateInstanceRequest,
+    ) -> Result<VpsInstanceId, CheckFailure> {
+        let id = call(check, what, client.create_instance(request).await)?;
+        self.instances.push(id.clone());
+        Ok(id)
+    }
+
     /// Removes instances first: a snapshot may be in use by an instance made from it.
     async fn remove_all(&self, client: &dyn VpsClient) -> Vec<String> {
         let mut problems = Vec::new();
@@ -396,6 +410,27 @@ impl ConformanceOptions {
         request.tags.extend(extra.iter().cloned());
         request
     }
+}
+
+/// [`wait_until_active`] on the request's first port (22 if it names none), with a probe
+/// that always succeeds: the suite tests the provider's API, not what runs on the VPS.
+/// `what` names the wait in a failure.
+async fn wait_until_up(
+    check: &'static str,
+    client: &dyn VpsClient,
+    id: &VpsInstanceId,
+    request: &CreateInstanceRequest,
+    wait: &WaitOptions,
+    what: &str,
+) -> Result<(), CheckFailure> {
+    let port = request.ports.first().copied().unwrap_or(22);
+    let reachable = |_addr: SocketAddr| async { Ok::<(), std::convert::Infallible>(()) };
+    call(
+        check,
+        what,
+        wait_until_active(client, id, port, wait, reachable).await,
+    )?;
+    Ok(())
 }
 
 fn tag(check: &'static str, key: &str, value: &str) -> Result<Tag, CheckFailure> {
@@ -513,12 +548,9 @@ async fn create_get_destroy(
 
     let mut request = options.request("cgd", &[tag(check, "mngr-conformance-check", "cgd")?]);
     request.ssh_key_ids.push(key);
-    let id = call(
-        check,
-        "create_instance",
-        client.create_instance(&request).await,
-    )?;
-    created.instances.push(id.clone());
+    let id = created
+        .create_instance(check, client, "create_instance", &request)
+        .await?;
 
     let info = call(
         check,
@@ -671,22 +703,22 @@ async fn list_by_tag(
     let group_a = tag(check, "mngr-conformance-group", &format!("{run}-a"))?;
     let group_b = tag(check, "mngr-conformance-group", &format!("{run}-b"))?;
     let unused = tag(check, "mngr-conformance-group", &format!("{run}-unused"))?;
-    let a = call(
-        check,
-        "create_instance (a)",
-        client
-            .create_instance(&options.request("list-a", std::slice::from_ref(&group_a)))
-            .await,
-    )?;
-    created.instances.push(a.clone());
-    let b = call(
-        check,
-        "create_instance (b)",
-        client
-            .create_instance(&options.request("list-b", std::slice::from_ref(&group_b)))
-            .await,
-    )?;
-    created.instances.push(b.clone());
+    let a = created
+        .create_instance(
+            check,
+            client,
+            "create_instance (a)",
+            &options.request("list-a", std::slice::from_ref(&group_a)),
+        )
+        .await?;
+    let b = created
+        .create_instance(
+            check,
+            client,
+            "create_instance (b)",
+            &options.request("list-b", std::slice::from_ref(&group_b)),
+        )
+        .await?;
 
     eventually(
         check,
@@ -770,19 +802,18 @@ async fn wait_active(
     created: &mut Created,
 ) -> Result<(), CheckFailure> {
     let request = options.request("active", &[]);
-    let id = call(
+    let id = created
+        .create_instance(check, client, "create_instance", &request)
+        .await?;
+    wait_until_up(
         check,
-        "create_instance",
-        client.create_instance(&request).await,
-    )?;
-    created.instances.push(id.clone());
-    let port = request.ports.first().copied().unwrap_or(22);
-    let reachable = |_addr: SocketAddr| async { Ok::<(), std::convert::Infallible>(()) };
-    call(
-        check,
+        client,
+        &id,
+        &request,
+        wait,
         &format!("wait_until_active({id})"),
-        wait_until_active(client, &id, port, wait, reachable).await,
-    )?;
+    )
+    .await?;
     let info = call(
         check,
         &format!("get_instance({id})"),
@@ -911,20 +942,19 @@ async fn snapshots(
 ) -> Result<(), CheckFailure> {
     refuse_unknown_snapshot(check, client, options, created).await?;
     let request = options.request("snap", &[]);
-    let instance = call(
-        check,
-        "create_instance",
-        client.create_instance(&request).await,
-    )?;
-    created.instances.push(instance.clone());
+    let instance = created
+        .create_instance(check, client, "create_instance", &request)
+        .await?;
     if let Some(wait) = &options.wait_active {
-        let port = request.ports.first().copied().unwrap_or(22);
-        let reachable = |_addr: SocketAddr| async { Ok::<(), std::convert::Infallible>(()) };
-        call(
+        wait_until_up(
             check,
+            client,
+            &instance,
+            &request,
+            wait,
             &format!("wait_until_active({instance})"),
-            wait_until_active(client, &instance, port, wait, reachable).await,
-        )?;
+        )
+        .await?;
     }
     let description = options.name("snapshot");
     let id = call(
@@ -1072,20 +1102,24 @@ async fn create_from_snapshot(
         &[tag(check, "mngr-conformance-check", "snap-copy")?],
     );
     request.snapshot = Some(snapshot.clone());
-    let id = call(
-        check,
-        &format!("create_instance from snapshot {snapshot}"),
-        client.create_instance(&request).await,
-    )?;
-    created.instances.push(id.clone());
-    if let Some(wait) = &options.wait_active {
-        let port = request.ports.first().copied().unwrap_or(22);
-        let reachable = |_addr: SocketAddr| async { Ok::<(), std::convert::Infallible>(()) };
-        call(
+    let id = created
+        .create_instance(
             check,
+            client,
+            &format!("create_instance from snapshot {snapshot}"),
+            &request,
+        )
+        .await?;
+    if let Some(wait) = &options.wait_active {
+        wait_until_up(
+            check,
+            client,
+            &id,
+            &request,
+            wait,
             &format!("wait_until_active({id}), made from snapshot {snapshot}"),
-            wait_until_active(client, &id, port, wait, reachable).await,
-        )?;
+        )
+        .await?;
     }
     let info = call(
         check,

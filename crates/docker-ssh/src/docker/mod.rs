@@ -148,6 +148,12 @@ impl Docker {
         }
     }
 
+    /// [`Self::creating`], then the container id the command printed.
+    async fn created_id(&self, cmd: &Command, name: &str) -> Result<String, DockerError> {
+        let out = self.creating(cmd, name).await?;
+        parse_container_id(&out.stdout_text()).map_err(|e| self.parse_error(cmd, e))
+    }
+
     /// Runs many-object `docker inspect` command `cmd`; objects that do not exist are left
     /// out of the JSON array it returns (`None`: none was printed).
     async fn inspect_existing(&self, cmd: &Command) -> Result<Option<String>, DockerError> {
@@ -162,17 +168,14 @@ impl Docker {
     /// `docker run -d`; returns the new container's id ([`DockerError::NameConflict`] if
     /// the name is taken).
     pub async fn run(&self, options: &RunOptions) -> Result<String, DockerError> {
-        let cmd = self.cli.run(options);
-        let out = self.creating(&cmd, &options.name).await?;
-        parse_container_id(&out.stdout_text()).map_err(|e| self.parse_error(&cmd, e))
+        self.created_id(&self.cli.run(options), &options.name).await
     }
 
     /// `docker create`: the container exists, stopped; returns its id
     /// ([`DockerError::NameConflict`] if the name is taken).
     pub async fn create(&self, options: &RunOptions) -> Result<String, DockerError> {
-        let cmd = self.cli.create(options);
-        let out = self.creating(&cmd, &options.name).await?;
-        parse_container_id(&out.stdout_text()).map_err(|e| self.parse_error(&cmd, e))
+        self.created_id(&self.cli.create(options), &options.name)
+            .await
     }
 
     /// `docker run` in the foreground: waits for the container to exit and returns its
