@@ -29,7 +29,6 @@ pub fn default_user_data(host: &KeyPair, client: &KeyPair, runcmd: &[&str]) -> S
 }
 
 /// How to boot a fake VPS.
-#[derive(Debug)]
 pub struct FakeVpsBuilder {
     image: Image,
     user_data: Option<String>,
@@ -37,6 +36,20 @@ pub struct FakeVpsBuilder {
     client_key: KeyPair,
     ports: Vec<u16>,
     boot_timeout: Duration,
+}
+
+// By hand: custom user_data carries the VPS's private host key, so it stays out of `Debug`.
+impl std::fmt::Debug for FakeVpsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeVpsBuilder")
+            .field("image", &self.image)
+            .field("user_data", &self.user_data.as_ref().map(|_| "<redacted>"))
+            .field("host_key", &self.host_key)
+            .field("client_key", &self.client_key)
+            .field("ports", &self.ports)
+            .field("boot_timeout", &self.boot_timeout)
+            .finish()
+    }
 }
 
 impl FakeVpsBuilder {
