@@ -36,8 +36,8 @@ pub(crate) fn shared_limiter(
 
 /// Spaces requests at least `1 / rate` apart, across all tasks sharing the client.
 ///
-/// Each caller reserves the next free slot under a short lock and then sleeps until it
-/// outside the lock, so waiting callers are served in the order they arrived and never
+/// Each caller reserves the next free slot under a short lock and then sleeps until that
+/// slot outside the lock, so waiting callers are served in the order they arrived and never
 /// busy-wait. Any window of one second holds at most `rate + 1` requests.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Deserializer};
 ///
 /// Its `Debug` output is `ApiKey(<redacted>)`; it has no `Display` and no `Serialize`, so
 /// it cannot slip into a log line, an error message or a written config by accident. Read
-/// it only through [`ApiKey::expose`], at the one place that builds the HTTP header.
+/// it only through [`ApiKey::expose`], where the HTTP header is built and where the shared
+/// rate limit hashes it (the hash, never the key, is kept).
 ///
 /// ```
 /// use vultr::ApiKey;
