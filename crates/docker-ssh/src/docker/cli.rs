@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::command::Command;
+use crate::command::{Command, REDACTED};
 
 /// Default timeout of `docker run`.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -350,7 +350,7 @@ impl RunOptions {
 }
 
 /// What a `docker exec` runs inside the container.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ExecOptions {
     /// Container name or id.
     pub container: String,
@@ -372,6 +372,40 @@ pub struct ExecOptions {
     pub secrets: Vec<String>,
     /// Safe to run twice (see [`Command::idempotent`]).
     pub idempotent: bool,
+}
+
+// By hand: stdin is how secrets are passed, and `secrets` are the secrets themselves.
+impl fmt::Debug for ExecOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |text: &str| {
+            self.secrets
+                .iter()
+                .filter(|secret| !secret.is_empty())
+                .fold(text.to_owned(), |text, secret| {
+                    text.replace(secret.as_str(), REDACTED)
+                })
+        };
+        let env: Vec<(&str, String)> = self
+            .env
+            .iter()
+            .map(|(key, value)| (key.as_str(), redact(value)))
+            .collect();
+        f.debug_struct("ExecOptions")
+            .field("container", &self.container)
+            .field(
+                "argv",
+                &self.argv.iter().map(|w| redact(w)).collect::<Vec<_>>(),
+            )
+            .field("interactive", &self.interactive)
+            .field("user", &self.user)
+            .field("workdir", &self.workdir)
+            .field("env", &env)
+            .field("stdin_bytes", &self.stdin.as_ref().map(Vec::len))
+            .field("timeout", &self.timeout)
+            .field("secrets", &self.secrets.len())
+            .field("idempotent", &self.idempotent)
+            .finish()
+    }
 }
 
 impl ExecOptions {

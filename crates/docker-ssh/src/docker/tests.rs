@@ -526,3 +526,15 @@ fn volume_inspect_output() {
     let err = parse_volume_inspect("{").expect_err("not json");
     assert_eq!(err.what, "docker volume inspect output");
 }
+
+#[test]
+fn exec_options_debug_hides_stdin_and_secrets() {
+    let opts = ExecOptions::argv("box", ["login", "--token", "s3cret"])
+        .env("TOKEN", "s3cret")
+        .stdin("-----BEGIN OPENSSH PRIVATE KEY-----")
+        .secret("s3cret");
+    let debug = format!("{opts:?}");
+    assert!(!debug.contains("s3cret"), "{debug}");
+    assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+    assert!(debug.contains("<redacted>"), "{debug}");
+}
