@@ -10,6 +10,10 @@ use russh::{ChannelMsg, Disconnect};
 
 use crate::KeyPair;
 
+/// Longest a command may run through `SshClient::exec` (long enough for `cloud-init
+/// status --wait` on a booting VPS), so a hung command fails the test instead of hanging it.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Accepts the server only if it presents exactly the pinned key.
 struct Pinned {
     expected: PublicKey,
@@ -107,8 +111,15 @@ impl SshClient {
             .unwrap_or_else(|e| panic!("test bed: ssh exec `{command}` failed: {e}"))
     }
 
-    /// Like [`Self::exec`], returning transport errors.
+    /// Like [`Self::exec`], returning transport errors ([`russh::Error::InactivityTimeout`]
+    /// when the command runs longer than ten minutes).
     pub async fn try_exec(&self, command: &str) -> Result<CmdOutput, russh::Error> {
+        tokio::time::timeout(EXEC_TIMEOUT, self.exec_untimed(command))
+            .await
+            .map_err(|_| russh::Error::InactivityTimeout)?
+    }
+
+    async fn exec_untimed(&self, command: &str) -> Result<CmdOutput, russh::Error> {
         let mut channel = self.handle.channel_open_session().await?;
         channel.exec(true, command).await?;
         let (mut stdout, mut stderr, mut code) = (Vec::new(), Vec::new(), -1);
