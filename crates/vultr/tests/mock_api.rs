@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::Value;
-use support::{BootStep, DroppingProxy, MockVultr, config_for, error};
+use support::{BootStep, DroppingProxy, MockVultr, client_at, config_for, error, refused_addr};
 use vps_client::{CreateInstanceRequest, UserData, VpsClient, VpsClientError};
 use vps_primitives::{OsId, PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus};
 use vultr::{VultrClient, VultrConfig};
@@ -313,11 +313,7 @@ async fn a_503_on_create_that_outlasts_the_retries_is_transient() {
 
 #[tokio::test]
 async fn a_create_that_never_connects_is_transient_after_the_retries() {
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("address")
-    };
-    let client = VultrClient::new(config_for(&format!("http://{addr}/v2"))).expect("client");
+    let client = client_at(refused_addr());
     let err = client
         .create_instance(&request("mngr-refused-always"))
         .await
@@ -361,8 +357,7 @@ async fn a_dropped_connection_is_retried_for_a_read() {
     let mock = MockVultr::start().await;
     let ids = mock.seed_instances(1, &[]);
     let proxy = DroppingProxy::start(*mock.server.address(), 1).await;
-    let client =
-        VultrClient::new(config_for(&format!("http://{}/v2", proxy.addr))).expect("client");
+    let client = client_at(proxy.addr);
     let info = client
         .get_instance(&id(&ids[0]))
         .await
@@ -375,8 +370,7 @@ async fn a_dropped_connection_is_retried_for_a_read() {
 async fn a_create_whose_connection_dropped_after_sending_is_not_repeated() {
     let mock = MockVultr::start().await;
     let proxy = DroppingProxy::start(*mock.server.address(), 1).await;
-    let client =
-        VultrClient::new(config_for(&format!("http://{}/v2", proxy.addr))).expect("client");
+    let client = client_at(proxy.addr);
     let err = client
         .create_instance(&request("mngr-dropped"))
         .await
@@ -392,12 +386,7 @@ async fn a_create_whose_connection_dropped_after_sending_is_not_repeated() {
 
 #[tokio::test]
 async fn a_refused_connection_is_retried_then_reported_as_transient() {
-    // A port that was just free: nothing listens on it.
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("address")
-    };
-    let client = VultrClient::new(config_for(&format!("http://{addr}/v2"))).expect("client");
+    let client = client_at(refused_addr());
     let err = client.list_instances(None).await.expect_err("refused");
     match &err {
         VpsClientError::Transient { message } => {
@@ -412,9 +401,7 @@ async fn a_refused_connection_is_retried_then_reported_as_transient() {
 async fn a_refused_connection_is_retried_for_a_create_too_and_then_succeeds() {
     // Connect failures mean the request never left, so even a create is repeated.
     let mock = MockVultr::start().await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    drop(listener);
+    let addr = refused_addr();
     let upstream = *mock.server.address();
     let client = VultrClient::new(VultrConfig {
         retry_initial_backoff_secs: 0.2,

@@ -624,6 +624,18 @@ impl MockVultr {
     }
 }
 
+/// A client of the API at `http://{addr}/v2` (a proxy, or a port nothing listens on),
+/// with [`config_for`]'s settings.
+pub fn client_at(addr: std::net::SocketAddr) -> VultrClient {
+    VultrClient::new(config_for(&format!("http://{addr}/v2"))).expect("client")
+}
+
+/// A port on 127.0.0.1 that was just free, so nothing listens on it.
+pub fn refused_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address")
+}
+
 /// A config that talks to `base_url` with the mock's key, short timeouts and fast
 /// retries (a few milliseconds), so retry tests take no noticeable time.
 pub fn config_for(base_url: &str) -> VultrConfig {
