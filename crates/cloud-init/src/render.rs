@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde_json::{Map, Value, json};
+use vps_primitives::quote;
 
 use crate::{CloudConfig, DockerSetup, FileSpec, RunCommand};
 
@@ -166,10 +167,6 @@ fn file(spec: &FileSpec) -> Value {
         entry.insert("defer".into(), true.into());
     }
     Value::Object(entry)
-}
-
-fn quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 impl CloudConfig {

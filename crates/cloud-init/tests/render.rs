@@ -58,7 +58,10 @@ fn every_step_must_succeed_and_the_marker_comes_last() {
         assert_eq!(last[3], "mngr-ready", "{name}");
         let script = last[2].as_str().expect("script");
         assert!(
-            script.contains(&format!("> '{}'", config.ready_marker)),
+            script.contains(&format!(
+                "> {}",
+                vps_primitives::quote(&config.ready_marker.to_string())
+            )),
             "{name}: {script}"
         );
         // Every step runs in `sh -e`.

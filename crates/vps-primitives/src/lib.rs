@@ -2,7 +2,8 @@
 //!
 //! Every other crate speaks in these types instead of `String`s, so a value that reaches a
 //! remote shell, a Docker object name, a cloud label or a URL has been checked once, here.
-//! This crate does no I/O.
+//! It also holds the toolkit's one shell-quoting function, [`quote`], since names and
+//! generated scripts both end up in shells. This crate does no I/O.
 //!
 //! ```
 //! use vps_primitives::{HostId, HostName, Tag, VpsInstanceStatus, vps_label};
@@ -23,12 +24,14 @@ mod error;
 mod ids;
 mod macros;
 mod names;
+mod shell;
 mod status;
 mod tags;
 
 pub use error::InvalidValue;
 pub use ids::{AgentId, HostId};
 pub use names::{HostName, OsId, PlanId, RegionId, SshKeyId, VpsInstanceId, VpsSnapshotId};
+pub use shell::{quote, quote_argv};
 pub use status::{HostState, VpsInstanceStatus};
 pub use tags::{
     HOST_ID_TAG_KEY, LABEL_HOST_ID, LABEL_HOST_NAME, LABEL_PROVIDER, LABEL_TAGS, LABEL_TYPE,
