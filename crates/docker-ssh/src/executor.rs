@@ -48,7 +48,8 @@ pub trait Executor: Send + Sync {
     /// Where commands run, for logs and errors (e.g. `local`, `root@203.0.113.7:22`).
     fn target(&self) -> String;
 
-    /// Runs `command` with optional streamed stdin and line callback, and waits for it.
+    /// Runs `command` with the optional attachments of [`ExecIo`] (streamed stdin, line
+    /// callback, stdout writer), and waits for it.
     async fn execute(&self, command: &Command, io: ExecIo<'_>) -> Result<Output, ExecError>;
 
     /// Runs `command` and collects its output.

@@ -8,7 +8,7 @@
 //!
 //! | piece | what it does |
 //! |---|---|
-//! | [`Executor`] | one trait to run a [`Command`] (argv or script, stdin bytes or stream, timeout) and get an [`Output`] (exit status, stdout, stderr); a streaming variant yields lines as they arrive |
+//! | [`Executor`] | one trait to run a [`Command`] (argv or script, stdin bytes or stream, timeout) and get an [`Output`] (exit status, stdout, stderr); streaming variants yield lines as they arrive or write stdout to any writer |
 //! | [`quote`], [`quote_argv`] | the one shell-quoting function (POSIX single quotes, like Python's `shlex.quote`) |
 //! | [`LocalExecutor`] | runs commands on this machine (`tokio::process`, own process group, killed on timeout) |
 //! | [`SshTarget`], [`SshSession`], [`SshPool`] | russh sessions that only ever connect to a **pinned** host key; the pool keeps one connection per target, runs many channels on it (bounded below sshd's `MaxSessions`), reconnects transparently with bounded retries, sends keepalives, and always sets `TCP_NODELAY` |
