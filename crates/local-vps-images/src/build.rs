@@ -103,14 +103,8 @@ pub fn ensure_image(image: Image, progress: &mut dyn FnMut(&str)) -> Result<Stri
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|source| ImageError::Io {
-            tag: tag.clone(),
-            source,
-        })?;
-    lock.lock().map_err(|source| ImageError::Io {
-        tag: tag.clone(),
-        source,
-    })?;
+        .map_err(io(&tag))?;
+    lock.lock().map_err(io(&tag))?;
     let result = ensure_locked(image, progress);
     drop(lock); // closing the file releases the lock
     result
@@ -195,10 +189,10 @@ fn build_base(tag: &str, image: Image, progress: &mut dyn FnMut(&str)) -> Result
         .stderr(Stdio::piped())
         .spawn()
         .map_err(io(tag))?;
-    let tar_out = tar.stdout.take().ok_or_else(|| ImageError::Io {
-        tag: tag.to_owned(),
-        source: std::io::Error::other("tar has no stdout"),
-    })?;
+    let tar_out = tar
+        .stdout
+        .take()
+        .ok_or_else(|| io(tag)(std::io::Error::other("tar has no stdout")))?;
     let label = format!("LABEL {INPUTS_LABEL}={}", image.input_hash());
     let mut import = Command::new("docker");
     import
@@ -269,10 +263,7 @@ fn run_streamed(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| ImageError::Io {
-            tag: tag.to_owned(),
-            source,
-        })?;
+        .map_err(io(tag))?;
     let stderr = child.stderr.take();
     let stderr_reader = std::thread::spawn(move || {
         let mut tail = VecDeque::new();
@@ -296,10 +287,7 @@ fn run_streamed(
             tail.push_back(line);
         }
     }
-    let status = child.wait().map_err(|source| ImageError::Io {
-        tag: tag.to_owned(),
-        source,
-    })?;
+    let status = child.wait().map_err(io(tag))?;
     let err_tail = stderr_reader.join().unwrap_or_default();
     if status.success() {
         return Ok(());
