@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::quote::quote_argv;
+use vps_primitives::quote_argv;
 
 /// Placeholder that replaces every secret in logged or reported command lines.
 pub const REDACTED: &str = "<redacted>";

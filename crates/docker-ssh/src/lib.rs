@@ -105,7 +105,6 @@ mod glob;
 mod keys;
 mod known_hosts;
 mod local;
-mod quote;
 mod ssh;
 mod upload;
 mod wait;
@@ -121,12 +120,14 @@ pub use keys::{
 };
 pub use known_hosts::{KnownHosts, KnownHostsError, host_pattern};
 pub use local::LocalExecutor;
-pub use quote::{quote, quote_argv};
 pub use ssh::{SshConfig, SshPool, SshSession, SshTarget};
 pub use upload::{
     ExcludeList, TarStream, UPLOAD_TIMEOUT, UploadError, UploadStats, tar_dir, upload_dir,
     upload_stream,
 };
+// The one shell-quoting function lives in `vps-primitives` (cloud-init needs it too, and
+// must not depend on SSH code); it is re-exported here, where commands are run.
+pub use vps_primitives::{quote, quote_argv};
 pub use wait::wait_for_sshd;
 
 /// The key types of russh this crate's API uses.

@@ -16,7 +16,7 @@ use crate::command::Command;
 use crate::error::ExecError;
 use crate::executor::{Executor, check_output};
 use crate::glob::glob_match;
-use crate::quote::quote;
+use vps_primitives::quote;
 
 /// Default limit for one upload.
 pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(900);

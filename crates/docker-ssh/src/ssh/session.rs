@@ -19,7 +19,7 @@ use crate::command::{Command, CommandBody, ExitStatus, LineSplitter, Output, Out
 use crate::error::{ExecError, SshError};
 use crate::executor::{ExecIo, Executor, LineCallback, precheck};
 use crate::keys::fingerprint;
-use crate::quote::{quote, quote_argv};
+use vps_primitives::{quote, quote_argv};
 
 /// One authenticated SSH connection to a pinned host. Commands run on their own channels,
 /// at most [`SshConfig::max_channels`] at once (the rest wait). It does not reconnect: use
