@@ -86,3 +86,31 @@ pub fn docker(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// Removes every container, volume, network and image carrying `label` (`key=value`),
+/// ignoring failures: for cleanup after a test, also from `Drop`.
+pub fn remove_labelled(label: &str) {
+    let filter = format!("label={label}");
+    let ids = |args: &[&str]| -> Vec<String> {
+        Command::new("docker")
+            .args(args)
+            .args(["--filter", &filter])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let remove = |args: &[&str], ids: Vec<String>| {
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(args).args(&ids).output();
+        }
+    };
+    remove(&["rm", "-f", "-v"], ids(&["ps", "-aq"]));
+    remove(&["volume", "rm", "-f"], ids(&["volume", "ls", "-q"]));
+    remove(&["network", "rm"], ids(&["network", "ls", "-q"]));
+    remove(&["rmi", "-f"], ids(&["images", "-q"]));
+}

@@ -56,30 +56,6 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let filter = format!("label={ACCOUNT_LABEL}={}", self.account);
-        let run = |args: &[&str]| -> Vec<String> {
-            std::process::Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .split_whitespace()
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        for c in run(&["ps", "-aq", "--filter", &filter]) {
-            run(&["rm", "-f", &c]);
-        }
-        for v in run(&["volume", "ls", "-q", "--filter", &filter]) {
-            run(&["volume", "rm", "-f", &v]);
-        }
-        for n in run(&["network", "ls", "-q", "--filter", &filter]) {
-            run(&["network", "rm", &n]);
-        }
-        for i in run(&["images", "-q", "--filter", &filter]) {
-            run(&["rmi", "-f", &i]);
-        }
+        testbed::remove_labelled(&format!("{ACCOUNT_LABEL}={}", self.account));
     }
 }
