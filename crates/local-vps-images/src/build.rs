@@ -61,7 +61,7 @@ pub(crate) fn parent_placeholder(parent: Image) -> &'static str {
     match parent {
         Image::Base => "{{base}}",
         Image::FakeVpsFresh => "{{fresh}}",
-        Image::Sshd | Image::FakeVps => "{{unused}}",
+        Image::Sshd | Image::FakeVps | Image::Host => "{{unused}}",
     }
 }
 

@@ -8,6 +8,7 @@
 //! | [`Image::Sshd`] | OpenSSH server whose keys come from the environment (SSH tests) |
 //! | [`Image::FakeVpsFresh`] | a fresh Debian 12 VPS: systemd, sshd, real cloud-init (NoCloud), iptables, a metadata service at 169.254.169.254 serving the seed's user_data; Docker's packages cached, not installed |
 //! | [`Image::FakeVps`] | the same with Docker installed and enabled, like a cloud's Docker image |
+//! | [`Image::Host`] | the default host container of the `local` provider: slim Debian 12 with sshd and the tools a host needs (no SSH host keys of its own) |
 //!
 //! Every build input lives in this crate (`images/`), compiled in. An image is tagged with
 //! a hash of its inputs and of its parent's tag, so a changed input gives a new tag and an
@@ -49,6 +50,8 @@ pub enum Image {
     FakeVpsFresh,
     /// Debian 12 VPS with Docker preinstalled (the fast default).
     FakeVps,
+    /// Host container image: Debian 12 with sshd and the host's tool set.
+    Host,
 }
 
 /// One build input: a path in the build context and its bytes.
@@ -62,11 +65,12 @@ macro_rules! inputs {
 
 impl Image {
     /// Every image, parents before children.
-    pub const ALL: [Image; 4] = [
+    pub const ALL: [Image; 5] = [
         Image::Base,
         Image::Sshd,
         Image::FakeVpsFresh,
         Image::FakeVps,
+        Image::Host,
     ];
 
     /// The short name, used in the tag: `mngr-local/<name>:<hash>`.
@@ -76,6 +80,7 @@ impl Image {
             Image::Sshd => "sshd",
             Image::FakeVpsFresh => "fake-vps-fresh",
             Image::FakeVps => "fake-vps",
+            Image::Host => "host",
         }
     }
 
@@ -83,7 +88,7 @@ impl Image {
     pub fn parent(self) -> Option<Image> {
         match self {
             Image::Base => None,
-            Image::Sshd | Image::FakeVpsFresh => Some(Image::Base),
+            Image::Sshd | Image::FakeVpsFresh | Image::Host => Some(Image::Base),
             Image::FakeVps => Some(Image::FakeVpsFresh),
         }
     }
@@ -103,6 +108,7 @@ impl Image {
                 )
             }
             Image::FakeVps => inputs!("fake-vps": "Dockerfile"),
+            Image::Host => inputs!("host": "Dockerfile"),
         }
     }
 

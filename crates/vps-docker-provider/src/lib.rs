@@ -1,4 +1,76 @@
-//! The host lifecycle on any `VpsClient`: create, stop, start, snapshot, destroy, discovery
-//! and idle handling.
+//! The host lifecycle over any [`vps_client::VpsClient`]: a **host** is one VPS running
+//! exactly one Docker container, reached over SSH with pinned keys.
 //!
-//! Not written yet: it comes after `docker-ssh`, `cloud-init`, `vps-client` and `host-store`.
+//! [`VpsDockerProvider`] creates hosts (with rollback of every step), stops and starts
+//! them, destroys them without leaks, and finds them again from a fresh process (listing
+//! instances by tag, then reading every VPS in parallel).
+//!
+//! # Create, step by step
+//!
+//! | step | what happens |
+//! |---|---|
+//! | `generate-keys` | per-host keys in the key directory (0700; private keys 0600 from creation): VPS client key, container client key, container host key; the VPS's first host key is pinned |
+//! | `upload-key` | the VPS client key is registered with the provider (`mngr-<provider>-<host id>`) |
+//! | `create-instance` | the instance is ordered with our cloud-init document (which carries the first host key) and the tags `mngr-provider=<name>`, `mngr-host-id=<id>` |
+//! | `wait-active` | until the provider says active and the VPS's sshd greets |
+//! | `connect-vps` | SSH as root, pinned to the first host key |
+//! | `wait-cloud-init` | `cloud-init status --wait`, the readiness marker and `docker info` |
+//! | `rotate-host-key` | a new host key replaces the user_data's (which stays readable at the metadata endpoint) and is pinned; sshd reloads |
+//! | `image` | the image is on the VPS already, or streamed from this machine (`docker save \| docker load` over the pooled connection), or pulled there |
+//! | `state-container`, `host-volume` | the state container (records) and the host's volume |
+//! | `container` | `docker create` (sshd published on the VPS's `container_ssh_port`, volume at `/mngr-vol`, labels, restart `unless-stopped`, start args after the defaults), the container's sshd config, keys and entrypoint copied in, `docker start` |
+//! | `container-setup` | packages the image lacks are installed (with a warning naming them); sshd started |
+//! | `connect-container` | SSH into the container, pinned to its host key |
+//! | `write-record` | the host record on the state volume |
+//!
+//! A failure at any step (or a cancellation) unwinds what was made and returns
+//! [`ProviderError::Create`] naming the step and any undo that failed in turn.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use vps_docker_provider::{Cancel, CreateHostRequest, NoProgress, StopReason, VpsDockerProvider, VpsDockerProviderConfig};
+//! use vps_primitives::{HostName, ProviderName};
+//!
+//! # async fn demo(client: Arc<dyn vps_client::VpsClient>) -> Result<(), Box<dyn std::error::Error>> {
+//! let provider = VpsDockerProvider::new(
+//!     ProviderName::parse("local")?,
+//!     client,
+//!     VpsDockerProviderConfig::default(),
+//!     "/home/me/.local/share/mngr-vps/keys/local",
+//! )?;
+//! let host = provider
+//!     .create_host(CreateHostRequest::new(HostName::parse("my-agent")?), &NoProgress, &Cancel::never())
+//!     .await?;
+//! let out = host.exec(&docker_ssh::Command::argv(["uname", "-a"])).await?;
+//! println!("{}", out.stdout_text());
+//! provider.stop_host("my-agent", StopReason::User).await?;
+//! provider.start_host("my-agent").await?;
+//! for h in provider.list_hosts().await? {
+//!     println!("{} {}", h.display_name(), h.status);
+//! }
+//! provider.destroy_host("my-agent").await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod host;
+mod keys;
+pub mod plan;
+mod provider;
+mod rollback;
+mod step;
+mod transfer;
+
+pub use config::{
+    Builder, ConfigError, DEFAULT_CONTAINER_PACKAGES, KNOWN_KEYS, VpsDockerProviderConfig,
+};
+pub use error::{ProviderError, RollbackFailure, StepError};
+pub use host::{Host, HostInfo, HostStatus, StopReason};
+pub use keys::{ClientKeys, HostKeys, KeyStore, KeyStoreError};
+pub use provider::{
+    CreateHostRequest, VPS_BUILD_ARGS, VpsChoice, VpsDockerProvider, parse_build_args,
+};
+pub use step::{Cancel, CancelHandle, NoProgress, Phases, Progress, Step};

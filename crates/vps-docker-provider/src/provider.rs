@@ -1,0 +1,1314 @@
+//! [`VpsDockerProvider`]: create (with rollback), stop, start, destroy, get and list.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloud_init::{AuthorizedKey, CloudConfig, CloudInitStatus, HostKey};
+use docker_ssh::{
+    Command, Docker, ExecOptions, Executor, LocalExecutor, OutputStream, PrivateKey, PsFilter,
+    PublicKey, SshConfig, SshError, SshPool, SshTarget, generate_ed25519, private_key_openssh,
+    public_key_line,
+};
+use host_store::{
+    CertifiedHostData, HostRecord, HostStore, IdleMode, StateContainerName, StateContainerSpec,
+    Timestamp, VpsHostConfig,
+};
+use tokio::time::Instant;
+use vps_client::{
+    Backoff, CreateInstanceRequest, InstanceInfo, UserData, VpsClient, VpsClientError, WaitOptions,
+    probe_tcp_banner, wait_until_active,
+};
+use vps_primitives::{
+    HOST_ID_TAG_KEY, HostId, HostName, LABEL_HOST_ID, OsId, PlanId, ProviderName, RegionId, Tag,
+    VPS_LABEL_PREFIX, VpsInstanceId, VpsInstanceStatus, host_volume_name, vps_label,
+};
+
+use crate::config::{VpsDockerProviderConfig, check_image_name};
+use crate::error::{ProviderError, StepError};
+use crate::host::{Host, HostInfo, HostStatus, StopReason};
+use crate::keys::{ClientKeys, HostKeys, KeyStore};
+use crate::plan::{self, ContainerSpec};
+use crate::rollback::{Rollback, Undo};
+use crate::step::{Cancel, Phases, Progress, Step, run_step};
+
+/// What to create.
+#[derive(Clone, Debug)]
+pub struct CreateHostRequest {
+    /// The host's name (unique within the provider instance).
+    pub name: HostName,
+    /// The container image; the config's `default_image` when `None`.
+    pub image: Option<String>,
+    /// User tags.
+    pub tags: BTreeMap<String, String>,
+    /// Build args: `--vps-region=`, `--vps-plan=`, `--vps-os=` choose the VPS.
+    pub build_args: Vec<String>,
+    /// `docker run` arguments, after the config's `default_start_args`.
+    pub start_args: Vec<String>,
+    /// Idle timeout in seconds; the config's default when `None`.
+    pub idle_timeout: Option<u64>,
+    /// Idle mode; the config's default when `None`.
+    pub idle_mode: Option<IdleMode>,
+}
+
+impl CreateHostRequest {
+    /// A request with every default.
+    pub fn new(name: HostName) -> Self {
+        Self {
+            name,
+            image: None,
+            tags: BTreeMap::new(),
+            build_args: Vec::new(),
+            start_args: Vec::new(),
+            idle_timeout: None,
+            idle_mode: None,
+        }
+    }
+}
+
+/// The VPS a create orders, from the build args and the config's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VpsChoice {
+    /// Region.
+    pub region: RegionId,
+    /// Plan.
+    pub plan: PlanId,
+    /// OS image.
+    pub os: OsId,
+}
+
+/// The `--vps-` build args that choose the VPS.
+pub const VPS_BUILD_ARGS: [&str; 3] = ["--vps-region=", "--vps-plan=", "--vps-os="];
+
+/// Reads the `--vps-` build args (any other `--vps-` flag is an error naming it and the
+/// known ones; `--vps-os` must be a number). Returns the choice and the remaining args.
+pub fn parse_build_args(
+    args: &[String],
+    config: &VpsDockerProviderConfig,
+) -> Result<(VpsChoice, Vec<String>), ProviderError> {
+    let invalid = |e: vps_primitives::InvalidValue| ProviderError::InvalidInput(e.to_string());
+    let mut region = RegionId::parse(&config.default_region).map_err(invalid)?;
+    let mut plan = PlanId::parse(&config.default_plan).map_err(invalid)?;
+    let mut os = config.os_id();
+    let mut rest = Vec::new();
+    for arg in args {
+        if let Some(v) = arg.strip_prefix("--vps-region=") {
+            region = RegionId::parse(v).map_err(invalid)?;
+        } else if let Some(v) = arg.strip_prefix("--vps-plan=") {
+            plan = PlanId::parse(v).map_err(invalid)?;
+        } else if let Some(v) = arg.strip_prefix("--vps-os=") {
+            os = OsId(v.parse().map_err(|_| {
+                ProviderError::InvalidInput(format!(
+                    "build arg --vps-os must be a number (the provider's OS image id), not {v:?}"
+                ))
+            })?);
+        } else if arg.starts_with("--vps-") {
+            return Err(ProviderError::InvalidInput(format!(
+                "unknown build arg {arg:?}; the --vps- args are {}",
+                VPS_BUILD_ARGS.map(|a| format!("{a}VALUE")).join(", ")
+            )));
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    Ok((VpsChoice { region, plan, os }, rest))
+}
+
+/// The host lifecycle of one provider instance over any [`VpsClient`]. Cheap to clone;
+/// usable from many tasks at once.
+#[derive(Clone)]
+pub struct VpsDockerProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: ProviderName,
+    client: Arc<dyn VpsClient>,
+    config: VpsDockerProviderConfig,
+    keys: KeyStore,
+}
+
+impl std::fmt::Debug for VpsDockerProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VpsDockerProvider")
+            .field("name", &self.inner.name)
+            .field("client", &self.inner.client.provider_kind())
+            .field("keys", &self.inner.keys.root())
+            .finish()
+    }
+}
+
+/// A host found at the provider, with the pieces the operations need.
+struct Found {
+    info: HostInfo,
+    instance: VpsInstanceId,
+}
+
+impl VpsDockerProvider {
+    /// The provider instance `name` over `client`, keeping keys and pins in `key_dir`
+    /// (created 0700). The config is validated.
+    pub fn new(
+        name: ProviderName,
+        client: Arc<dyn VpsClient>,
+        config: VpsDockerProviderConfig,
+        key_dir: impl Into<PathBuf>,
+    ) -> Result<Self, ProviderError> {
+        config.validate()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name,
+                client,
+                config,
+                keys: KeyStore::new(key_dir),
+            }),
+        })
+    }
+
+    /// The provider instance's name.
+    pub fn name(&self) -> &ProviderName {
+        &self.inner.name
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VpsDockerProviderConfig {
+        &self.inner.config
+    }
+
+    /// The VPS client.
+    pub fn client(&self) -> &Arc<dyn VpsClient> {
+        &self.inner.client
+    }
+
+    /// The key directory.
+    pub fn key_store(&self) -> &KeyStore {
+        &self.inner.keys
+    }
+
+    fn provider_tag(&self) -> Tag {
+        Tag::provider(&self.inner.name)
+    }
+
+    fn ssh_config(&self, connect_timeout: Duration) -> SshConfig {
+        SshConfig::default()
+            .max_channels(32)
+            .connect_timeout(connect_timeout)
+    }
+
+    fn pool(
+        &self,
+        addr: SocketAddr,
+        key: Arc<PrivateKey>,
+        pin: PublicKey,
+        connect_timeout: Duration,
+    ) -> SshPool {
+        let target = SshTarget::new(addr.ip().to_string(), addr.port(), "root", key, pin);
+        SshPool::new(target, self.ssh_config(connect_timeout))
+    }
+
+    fn state_spec(&self) -> Result<StateContainerSpec, StepError> {
+        let name = StateContainerName::new("mngr-", self.inner.name.as_str())
+            .map_err(|e| StepError::Check(e.to_string()))?;
+        Ok(StateContainerSpec::new(
+            name,
+            self.inner.config.state_image.clone(),
+            self.inner.name.clone(),
+        ))
+    }
+
+    fn store(&self, exec: Arc<dyn Executor>) -> Result<HostStore, StepError> {
+        Ok(HostStore::new(exec, self.state_spec()?.name))
+    }
+
+    // ----- create -------------------------------------------------------------------
+
+    /// Creates a host: orders the VPS with our cloud-init document, pins and rotates its
+    /// host key, runs the one container with its own pinned sshd, writes the record, and
+    /// returns a handle to the running host. Bad input is refused before anything is
+    /// made; a failure at any step undoes what was made and names the step; a
+    /// cancellation through `cancel` rolls back too.
+    pub async fn create_host(
+        &self,
+        request: CreateHostRequest,
+        progress: &dyn Progress,
+        cancel: &Cancel,
+    ) -> Result<Host, ProviderError> {
+        let config = &self.inner.config;
+        let image = request
+            .image
+            .clone()
+            .unwrap_or_else(|| config.default_image.clone());
+        check_image_name("--image", &image)?;
+        let (vps, docker_build_args) = parse_build_args(&request.build_args, config)?;
+        if !docker_build_args.is_empty() {
+            return Err(ProviderError::InvalidInput(format!(
+                "building the image on the VPS (build args {docker_build_args:?}) is not supported by this version; build it here and pass --image"
+            )));
+        }
+        if request.idle_timeout == Some(0) {
+            return Err(ProviderError::InvalidInput(
+                "the idle timeout must be at least 1 second (use idle mode DISABLED to never idle out)".into(),
+            ));
+        }
+        for key in request.tags.keys() {
+            if key.is_empty() || key.chars().any(|c| c.is_control() || c == '=') {
+                return Err(ProviderError::InvalidInput(format!(
+                    "tag key {key:?} must be non-empty, without `=` or control characters"
+                )));
+            }
+        }
+        if let Some(existing) = self.find_by_name(&request.name).await? {
+            return Err(ProviderError::NameTaken {
+                name: request.name.clone(),
+                id: existing.info.id,
+            });
+        }
+
+        let id = HostId::generate();
+        tracing::info!(host = %request.name, %id, provider = %self.inner.name, "creating host");
+        let mut rollback = Rollback::default();
+        let mut phases = Phases::default();
+        let plan = CreatePlan {
+            id: &id,
+            request: &request,
+            image: &image,
+            vps: &vps,
+        };
+        let result = self
+            .create_steps(&plan, &mut rollback, &mut phases, progress, cancel)
+            .await;
+        match result {
+            Ok(mut host) => {
+                host.phases = phases;
+                tracing::info!(host = %request.name, %id, "host created");
+                Ok(host)
+            }
+            Err((step, source)) => {
+                tracing::warn!(host = %request.name, %id, %step, error = %source, "create failed; rolling back");
+                let rollback_failures = rollback.unwind(&self.inner.client).await;
+                Err(ProviderError::Create {
+                    name: request.name.clone(),
+                    id,
+                    step,
+                    source,
+                    rollback_failures,
+                })
+            }
+        }
+    }
+
+    async fn create_steps(
+        &self,
+        plan: &CreatePlan<'_>,
+        rollback: &mut Rollback,
+        phases: &mut Phases,
+        progress: &dyn Progress,
+        cancel: &Cancel,
+    ) -> Result<Host, (Step, StepError)> {
+        let config = &self.inner.config;
+        let client = &self.inner.client;
+        let id = plan.id;
+        let name = &plan.request.name;
+        let host_keys = self.inner.keys.host(id);
+        let port = config.container_ssh_port;
+        macro_rules! step {
+            ($step:expr, $body:expr) => {
+                run_step($step, progress, cancel, phases, $body)
+                    .await
+                    .map_err(|e| ($step, e))?
+            };
+        }
+
+        // Keys: ours on this machine, and the VPS's first host key, which only the
+        // user_data carries (rotated away below).
+        rollback.push(Undo::LocalKeys(host_keys.clone()));
+        let (keys, first_host_key) = step!(Step::GenerateKeys, async {
+            let keys = host_keys.generate()?;
+            let first = generate_ed25519().map_err(crate::keys::KeyStoreError::from)?;
+            host_keys.pin_vps(first.public_key())?;
+            Ok((keys, first))
+        });
+
+        let key_name = plan::ssh_key_name(&self.inner.name, id);
+        let vps_public = public_key_line(keys.vps.public_key());
+        let key_id = step!(Step::UploadKey, async {
+            Ok(client.upload_ssh_key(&key_name, &vps_public).await?)
+        });
+        rollback.push(Undo::DeleteKey(key_id.clone()));
+
+        let user_data = render_user_data(&first_host_key, &vps_public)
+            .map_err(|e| (Step::CreateInstance, e))?;
+        let instance_request = CreateInstanceRequest {
+            label: vps_label(name),
+            region: plan.vps.region.clone(),
+            plan: plan.vps.plan.clone(),
+            os: plan.vps.os,
+            snapshot: None,
+            user_data,
+            ssh_key_ids: vec![key_id.clone()],
+            tags: vec![self.provider_tag(), Tag::host_id(id)],
+            ports: vec![22, port],
+        };
+        let created = run_step(Step::CreateInstance, progress, cancel, phases, async {
+            Ok(client.create_instance(&instance_request).await?)
+        })
+        .await;
+        let instance = match created {
+            Ok(instance) => instance,
+            Err(e) => {
+                // An order that may have gone through, or a create cancelled mid-request:
+                // whatever carries the host's tag is removed.
+                if matches!(
+                    e,
+                    StepError::Provider(VpsClientError::OutcomeUnknown { .. })
+                        | StepError::Cancelled
+                ) {
+                    rollback.push(Undo::DestroyTagged(Tag::host_id(id)));
+                }
+                return Err((Step::CreateInstance, e));
+            }
+        };
+        rollback.push(Undo::DestroyInstance(instance.clone()));
+
+        let vps_addr = step!(Step::WaitActive, async {
+            let options = WaitOptions::with_timeout(config.vps_boot());
+            Ok(wait_until_active(
+                client.as_ref(),
+                &instance,
+                22,
+                &options,
+                |addr| async move { probe_tcp_banner(addr, b"SSH-").await },
+            )
+            .await?)
+        });
+
+        let first_pool = self.pool(
+            vps_addr,
+            keys.vps.clone(),
+            first_host_key.public_key().clone(),
+            config.ssh_connect(),
+        );
+        step!(Step::ConnectVps, async {
+            connect_until(&first_pool, Instant::now() + config.ssh_connect()).await
+        });
+
+        step!(
+            Step::WaitCloudInit,
+            wait_cloud_init(&first_pool, config.docker_install())
+        );
+
+        let rotated = step!(Step::RotateHostKey, async {
+            let rotated = generate_ed25519().map_err(crate::keys::KeyStoreError::from)?;
+            let public = public_key_line(rotated.public_key());
+            let private =
+                private_key_openssh(&rotated).map_err(crate::keys::KeyStoreError::from)?;
+            let command = Command::script(plan::rotate_host_key_script(&public))
+                .stdin(private.expose().as_bytes().to_vec())
+                .timeout(Duration::from_secs(60));
+            first_pool.run_checked(&command).await?;
+            host_keys.pin_vps(rotated.public_key())?;
+            Ok(rotated.public_key().clone())
+        });
+        first_pool.close().await;
+        let vps = self.pool(
+            vps_addr,
+            keys.vps.clone(),
+            rotated.clone(),
+            config.ssh_connect(),
+        );
+        step!(Step::ConnectVps, async {
+            connect_until(&vps, Instant::now() + config.ssh_connect()).await
+        });
+        let vps_exec: Arc<dyn Executor> = Arc::new(vps.clone());
+        let docker = Docker::new(vps_exec.clone());
+
+        step!(Step::Image, async {
+            ensure_image(&docker, plan.image, Step::Image, progress).await?;
+            if config.state_image != plan.image {
+                ensure_image(&docker, &config.state_image, Step::Image, progress).await?;
+            }
+            Ok(())
+        });
+
+        let store = step!(Step::StateContainer, async {
+            let (store, _) = HostStore::ensure(vps_exec.clone(), &self.state_spec()?).await?;
+            Ok(store)
+        });
+
+        let volume = host_volume_name(id);
+        step!(Step::HostVolume, async {
+            docker
+                .volume_create(&volume, &[(LABEL_HOST_ID.to_owned(), id.to_string())])
+                .await?;
+            Ok(())
+        });
+
+        let mut start_args = config.default_start_args.clone();
+        start_args.extend(plan.request.start_args.iter().cloned());
+        let container_name = plan::container_name(name);
+        let spec = ContainerSpec {
+            id,
+            name,
+            provider: &self.inner.name,
+            tags: &plan.request.tags,
+            image: plan.image,
+            volume: &volume,
+            ssh_port: port,
+            start_args: &start_args,
+        };
+        let container_id = step!(Step::Container, async {
+            let container_id = docker.create(&plan::container_run_options(&spec)).await?;
+            install_container_files(&docker, &container_name, &config.host_dir, &keys).await?;
+            docker.start(&container_name).await?;
+            Ok(container_id)
+        });
+
+        let mut warnings = Vec::new();
+        step!(Step::ContainerSetup, async {
+            let missing =
+                setup_container(&docker, &container_name, &config.container_packages).await?;
+            if !missing.is_empty() {
+                let message = format!(
+                    "the image {} lacks {}; they were installed at container start (use an image that has them for a faster start)",
+                    plan.image,
+                    missing.join(", ")
+                );
+                tracing::warn!(host = %name, "{message}");
+                progress.warning(&message);
+                warnings.push(message);
+            }
+            Ok(())
+        });
+
+        let container_key = keys.container_host.public_key().clone();
+        let (container_addr, container) = step!(Step::ConnectContainer, async {
+            host_keys.pin_container(&container_key)?;
+            let addr = client.socket_addr(&instance, port).await?;
+            let pool = self.pool(
+                addr,
+                keys.container.clone(),
+                container_key.clone(),
+                config.ssh_connect(),
+            );
+            connect_until(&pool, Instant::now() + config.ssh_connect()).await?;
+            Ok((addr, pool))
+        });
+
+        let now = Timestamp::now();
+        let mut data = CertifiedHostData::new(id.clone(), name.clone(), now);
+        data.idle_timeout_seconds = plan
+            .request
+            .idle_timeout
+            .unwrap_or(config.default_idle_timeout);
+        let mode = plan.request.idle_mode.unwrap_or(config.default_idle_mode);
+        data.activity_sources = mode
+            .sources()
+            .unwrap_or_else(|| config.default_activity_sources.clone());
+        data.image = Some(plan.image.to_owned());
+        data.user_tags = plan.request.tags.clone();
+        let mut record = HostRecord::new(data);
+        record.vps_ip = Some(vps_addr.ip());
+        record.set_host_keys(Some(&rotated), Some(&container_key));
+        record.config = Some(VpsHostConfig {
+            vps_instance_id: instance.clone(),
+            region: plan.vps.region.clone(),
+            plan: plan.vps.plan.clone(),
+            os_id: plan.vps.os,
+            start_args,
+            image: Some(plan.image.to_owned()),
+            container_name,
+            volume_name: volume,
+            vps_ssh_key_id: Some(key_id),
+            extra: Default::default(),
+        });
+        record.container_id = Some(container_id);
+        step!(Step::WriteRecord, async {
+            Ok(store.write_host_record(&record).await?)
+        });
+
+        let info = HostInfo {
+            id: id.clone(),
+            name: Some(name.clone()),
+            provider: self.inner.name.clone(),
+            status: HostStatus::Running,
+            instance_id: Some(instance),
+            instance_status: Some(VpsInstanceStatus::Active),
+            vps_ssh: Some(vps_addr),
+            container_ssh: Some(container_addr),
+            image: Some(plan.image.to_owned()),
+            tags: plan.request.tags.clone(),
+            created_at: Some(record.certified_host_data.created_at.to_string()),
+            idle_mode: Some(record.certified_host_data.idle_mode()),
+            idle_timeout_seconds: Some(record.certified_host_data.idle_timeout_seconds),
+            record: Some(record),
+        };
+        Ok(self.host_handle(info, &host_keys, container, vps, warnings))
+    }
+
+    fn host_handle(
+        &self,
+        info: HostInfo,
+        host_keys: &HostKeys,
+        container: SshPool,
+        vps: SshPool,
+        warnings: Vec<String>,
+    ) -> Host {
+        Host {
+            info,
+            container,
+            vps,
+            container_key_path: host_keys.container_client_key_path(),
+            known_hosts_path: host_keys.known_hosts_path(),
+            container_alias: host_keys.container_alias(),
+            phases: Phases::default(),
+            warnings,
+        }
+    }
+
+    // ----- lookup -------------------------------------------------------------------
+
+    /// Every host of this provider instance: its instances are listed by tag, then every
+    /// VPS is read in parallel (one round trip each). A host whose VPS does not answer
+    /// within `discovery_connect_timeout` is listed as unreachable, with the reason.
+    pub async fn list_hosts(&self) -> Result<Vec<HostInfo>, ProviderError> {
+        let instances = self
+            .inner
+            .client
+            .list_instances(Some(&self.provider_tag()))
+            .await
+            .map_err(|source| ProviderError::Provider {
+                what: "listing the provider's instances",
+                source,
+            })?;
+        let found =
+            futures::future::join_all(instances.iter().map(|i| self.inspect_instance(i))).await;
+        let mut hosts: Vec<HostInfo> = found.into_iter().flatten().map(|f| f.info).collect();
+        hosts.sort_by(|a, b| a.display_name().cmp(&b.display_name()));
+        Ok(hosts)
+    }
+
+    /// One host, by name or id.
+    pub async fn get_host(&self, name_or_id: &str) -> Result<HostInfo, ProviderError> {
+        Ok(self.find(name_or_id).await?.info)
+    }
+
+    /// A handle to a running host, by name or id.
+    pub async fn connect(&self, name_or_id: &str) -> Result<Host, ProviderError> {
+        let found = self.find(name_or_id).await?;
+        self.open(found, Vec::new()).await
+    }
+
+    async fn find(&self, name_or_id: &str) -> Result<Found, ProviderError> {
+        if let Ok(id) = HostId::parse(name_or_id) {
+            let instances = self
+                .inner
+                .client
+                .list_instances(Some(&Tag::host_id(&id)))
+                .await
+                .map_err(|source| ProviderError::Provider {
+                    what: "looking up the host's instance",
+                    source,
+                })?;
+            let provider = self.provider_tag();
+            for instance in instances.iter().filter(|i| i.tags.contains(&provider)) {
+                if let Some(found) = self.inspect_instance(instance).await {
+                    return Ok(found);
+                }
+            }
+            return Err(ProviderError::HostNotFound(name_or_id.to_owned()));
+        }
+        let name = HostName::parse(name_or_id)?;
+        self.find_by_name(&name)
+            .await?
+            .ok_or_else(|| ProviderError::HostNotFound(name_or_id.to_owned()))
+    }
+
+    async fn find_by_name(&self, name: &HostName) -> Result<Option<Found>, ProviderError> {
+        let instances = self
+            .inner
+            .client
+            .list_instances(Some(&self.provider_tag()))
+            .await
+            .map_err(|source| ProviderError::Provider {
+                what: "listing the provider's instances",
+                source,
+            })?;
+        let label = vps_label(name);
+        // The instance label says the name without a round trip; the record confirms it.
+        for instance in instances.iter().filter(|i| i.label == label) {
+            if let Some(found) = self.inspect_instance(instance).await
+                && found.info.name.as_ref() == Some(name)
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What is seen of the host on `instance`; `None` if the instance is not a host of ours.
+    async fn inspect_instance(&self, instance: &InstanceInfo) -> Option<Found> {
+        let id = instance
+            .tags
+            .iter()
+            .find(|t| t.key() == HOST_ID_TAG_KEY)
+            .and_then(|t| HostId::parse(t.value()).ok())?;
+        let label_name = instance
+            .label
+            .strip_prefix(VPS_LABEL_PREFIX)
+            .and_then(|n| HostName::parse(n).ok());
+        let mut info = HostInfo {
+            id: id.clone(),
+            name: label_name,
+            provider: self.inner.name.clone(),
+            status: HostStatus::Starting,
+            instance_id: Some(instance.id.clone()),
+            instance_status: Some(instance.status),
+            vps_ssh: None,
+            container_ssh: None,
+            image: None,
+            tags: BTreeMap::new(),
+            created_at: None,
+            idle_mode: None,
+            idle_timeout_seconds: None,
+            record: None,
+        };
+        info.status = match instance.status {
+            VpsInstanceStatus::Active => self.read_vps(&id, &instance.id, &mut info).await,
+            VpsInstanceStatus::Pending => HostStatus::Starting,
+            VpsInstanceStatus::Halted => HostStatus::Unreachable {
+                reason: "the VPS is powered off".into(),
+            },
+            VpsInstanceStatus::Destroying => HostStatus::Failed {
+                reason: "the VPS is being destroyed".into(),
+            },
+            VpsInstanceStatus::Unknown => HostStatus::Unreachable {
+                reason: "the provider reports an unknown status".into(),
+            },
+        };
+        Some(Found {
+            info,
+            instance: instance.id.clone(),
+        })
+    }
+
+    /// Reads the record and the container's state from the VPS (two commands on one
+    /// connection, in parallel), within the discovery timeout.
+    async fn read_vps(
+        &self,
+        id: &HostId,
+        instance: &VpsInstanceId,
+        info: &mut HostInfo,
+    ) -> HostStatus {
+        let host_keys = self.inner.keys.host(id);
+        let (keys, pin) = match host_keys.load().and_then(|k| Ok((k, host_keys.vps_pin()?))) {
+            Ok(v) => v,
+            Err(e) => {
+                return HostStatus::Unreachable {
+                    reason: format!("no usable keys for it on this machine: {e}"),
+                };
+            }
+        };
+        let timeout = self.inner.config.discovery_connect();
+        let addr = match self.inner.client.socket_addr(instance, 22).await {
+            Ok(a) => a,
+            Err(e) => {
+                return HostStatus::Unreachable {
+                    reason: format!("no address: {e}"),
+                };
+            }
+        };
+        info.vps_ssh = Some(addr);
+        let target = SshTarget::new(addr.ip().to_string(), addr.port(), "root", keys.vps, pin);
+        let pool = SshPool::new(target, self.ssh_config(timeout).attempts(1, 1));
+        let exec: Arc<dyn Executor> = Arc::new(pool.clone());
+        let docker = Docker::new(exec.clone());
+        let store = match self.store(exec) {
+            Ok(s) => s,
+            Err(e) => {
+                return HostStatus::Unreachable {
+                    reason: e.to_string(),
+                };
+            }
+        };
+        let read = async {
+            pool.connect().await.map_err(|e| e.to_string())?;
+            let filter = [PsFilter::label(LABEL_HOST_ID, id.as_str())];
+            let (record, containers) =
+                tokio::join!(store.read_host_record(id), docker.ps(true, &filter));
+            Ok::<_, String>((
+                record.map_err(|e| e.to_string())?,
+                containers.map_err(|e| e.to_string())?,
+            ))
+        };
+        let outcome = tokio::time::timeout(timeout * 2, read).await;
+        pool.close().await;
+        let (record, containers) = match outcome {
+            Ok(Ok(v)) => v,
+            Ok(Err(reason)) => return HostStatus::Unreachable { reason },
+            Err(_) => {
+                return HostStatus::Unreachable {
+                    reason: format!(
+                        "the VPS did not answer within {:.0}s",
+                        (timeout * 2).as_secs_f64()
+                    ),
+                };
+            }
+        };
+        let Some(record) = record else {
+            return HostStatus::Failed {
+                reason: "no host record on the VPS (an interrupted create?)".into(),
+            };
+        };
+        let data = &record.certified_host_data;
+        info.name = Some(data.host_name.clone());
+        info.image = data.image.clone();
+        info.tags = data.user_tags.clone();
+        info.created_at = Some(data.created_at.to_string());
+        info.idle_mode = Some(data.idle_mode());
+        info.idle_timeout_seconds = Some(data.idle_timeout_seconds);
+        let status = derive_status(&record, containers.first().map(|c| c.state.as_str()));
+        if status == HostStatus::Running
+            && let Ok(addr) = self
+                .inner
+                .client
+                .socket_addr(instance, self.inner.config.container_ssh_port)
+                .await
+        {
+            info.container_ssh = Some(addr);
+        }
+        info.record = Some(record);
+        status
+    }
+
+    /// Opens a handle to a found host: it must be running.
+    async fn open(&self, found: Found, warnings: Vec<String>) -> Result<Host, ProviderError> {
+        let info = found.info;
+        if info.status != HostStatus::Running {
+            return Err(ProviderError::WrongState {
+                host: info.display_name(),
+                state: info.status.to_string(),
+                hint: "start it first (`mngr-vps start`)",
+            });
+        }
+        let host = info.display_name();
+        let err = |step, source: StepError| ProviderError::Step {
+            host: host.clone(),
+            step,
+            source,
+        };
+        let host_keys = self.inner.keys.host(&info.id);
+        let keys = host_keys.load().map_err(|e| err(Step::Lookup, e.into()))?;
+        let (Some(vps_addr), Some(container_addr)) = (info.vps_ssh, info.container_ssh) else {
+            return Err(err(
+                Step::Lookup,
+                StepError::Check(
+                    "the provider gave no address for the VPS or the container".into(),
+                ),
+            ));
+        };
+        let timeout = self.inner.config.ssh_connect();
+        let vps = self.pool(
+            vps_addr,
+            keys.vps.clone(),
+            host_keys
+                .vps_pin()
+                .map_err(|e| err(Step::Lookup, e.into()))?,
+            timeout,
+        );
+        let container = self.pool(
+            container_addr,
+            keys.container.clone(),
+            host_keys
+                .container_pin()
+                .map_err(|e| err(Step::Lookup, e.into()))?,
+            timeout,
+        );
+        let _ = found.instance;
+        Ok(self.host_handle(info, &host_keys, container, vps, warnings))
+    }
+
+    // ----- stop / start -------------------------------------------------------------
+
+    /// Stops the host's container (`docker stop`, 60 s grace) and records why. The VPS
+    /// keeps running.
+    pub async fn stop_host(
+        &self,
+        name_or_id: &str,
+        reason: StopReason,
+    ) -> Result<HostInfo, ProviderError> {
+        let found = self.find(name_or_id).await?;
+        let host = found.info.display_name();
+        let (vps, record) = self.vps_of(&found)?;
+        let err = |step, source: StepError| ProviderError::Step {
+            host: host.clone(),
+            step,
+            source,
+        };
+        let exec: Arc<dyn Executor> = Arc::new(vps.clone());
+        let docker = Docker::new(exec.clone());
+        let container = record_container(&record);
+        docker
+            .stop(&container, Duration::from_secs(60))
+            .await
+            .map_err(|e| err(Step::StopContainer, e.into()))?;
+        let mut record = record;
+        record.certified_host_data.stop_reason = Some(reason.as_state());
+        record.certified_host_data.updated_at = Timestamp::now();
+        let store = self.store(exec).map_err(|e| err(Step::WriteRecord, e))?;
+        store
+            .write_host_record(&record)
+            .await
+            .map_err(|e| err(Step::WriteRecord, e.into()))?;
+        vps.close().await;
+        let mut info = found.info;
+        info.status = HostStatus::Stopped {
+            reason: Some(reason),
+        };
+        info.container_ssh = None;
+        info.record = Some(record);
+        Ok(info)
+    }
+
+    /// Starts a stopped host's container and waits until its sshd answers (the VPS's
+    /// current address and ports are asked for again). Returns a handle.
+    pub async fn start_host(&self, name_or_id: &str) -> Result<Host, ProviderError> {
+        let found = self.find(name_or_id).await?;
+        let host = found.info.display_name();
+        let err = |step, source: StepError| ProviderError::Step {
+            host: host.clone(),
+            step,
+            source,
+        };
+        let mut phases = Phases::default();
+        let progress = crate::step::NoProgress;
+        let cancel = Cancel::never();
+        let (vps, mut record) = self.vps_of(&found)?;
+        let exec: Arc<dyn Executor> = Arc::new(vps.clone());
+        let docker = Docker::new(exec.clone());
+        let container = record_container(&record);
+        run_step(
+            Step::StartContainer,
+            &progress,
+            &cancel,
+            &mut phases,
+            async {
+                docker.start(&container).await?;
+                Ok(())
+            },
+        )
+        .await
+        .map_err(|e| err(Step::StartContainer, e))?;
+        let host_keys = self.inner.keys.host(&found.info.id);
+        let config = &self.inner.config;
+        let (container_addr, container_pool) = run_step(
+            Step::ConnectContainer,
+            &progress,
+            &cancel,
+            &mut phases,
+            async {
+                let keys = host_keys.load()?;
+                let addr = self
+                    .inner
+                    .client
+                    .socket_addr(&found.instance, config.container_ssh_port)
+                    .await?;
+                let pool = self.pool(
+                    addr,
+                    keys.container,
+                    host_keys.container_pin()?,
+                    config.ssh_connect(),
+                );
+                connect_until(&pool, Instant::now() + config.ssh_connect()).await?;
+                Ok((addr, pool))
+            },
+        )
+        .await
+        .map_err(|e| err(Step::ConnectContainer, e))?;
+        record.certified_host_data.stop_reason = None;
+        record.certified_host_data.updated_at = Timestamp::now();
+        let store = self.store(exec).map_err(|e| err(Step::WriteRecord, e))?;
+        store
+            .write_host_record(&record)
+            .await
+            .map_err(|e| err(Step::WriteRecord, e.into()))?;
+        let mut info = found.info;
+        info.status = HostStatus::Running;
+        info.container_ssh = Some(container_addr);
+        info.record = Some(record);
+        let mut handle = self.host_handle(info, &host_keys, container_pool, vps, Vec::new());
+        handle.phases = phases;
+        Ok(handle)
+    }
+
+    /// The VPS pool and the record of a found host whose VPS answered.
+    fn vps_of(&self, found: &Found) -> Result<(SshPool, HostRecord), ProviderError> {
+        let info = &found.info;
+        let Some(record) = info.record.clone() else {
+            return Err(ProviderError::WrongState {
+                host: info.display_name(),
+                state: info.status.to_string(),
+                hint: "its VPS or record cannot be read; `mngr-vps list` says why",
+            });
+        };
+        let Some(addr) = info.vps_ssh else {
+            return Err(ProviderError::WrongState {
+                host: info.display_name(),
+                state: info.status.to_string(),
+                hint: "the provider gives no address for its VPS",
+            });
+        };
+        let host_keys = self.inner.keys.host(&info.id);
+        let keys = host_keys.load().map_err(|e| ProviderError::Step {
+            host: info.display_name(),
+            step: Step::Lookup,
+            source: e.into(),
+        })?;
+        let pin = host_keys.vps_pin().map_err(|e| ProviderError::Step {
+            host: info.display_name(),
+            step: Step::Lookup,
+            source: e.into(),
+        })?;
+        Ok((
+            self.pool(addr, keys.vps, pin, self.inner.config.ssh_connect()),
+            record,
+        ))
+    }
+
+    // ----- destroy ------------------------------------------------------------------
+
+    /// Destroys a host: its container, volume and records on the VPS, the instance, the
+    /// uploaded key, and its local keys and pins. An instance or key that fails to delete
+    /// is an error ([`ProviderError::DestroyIncomplete`]); running the destroy again
+    /// finishes what the first left.
+    pub async fn destroy_host(&self, name_or_id: &str) -> Result<HostId, ProviderError> {
+        let found = self.find(name_or_id).await?;
+        let host = found.info.display_name();
+        let id = found.info.id.clone();
+        let client = &self.inner.client;
+        let mut left = Vec::new();
+        // On the VPS first, while it exists: if it does not answer, its disk goes with it.
+        let mut key_id = None;
+        if let Ok((vps, record)) = self.vps_of(&found) {
+            key_id = record
+                .config
+                .as_ref()
+                .and_then(|c| c.vps_ssh_key_id.clone());
+            if let Err(e) = self.remove_from_vps(&vps, &record).await {
+                tracing::info!(%host, error = %e, "could not clean the VPS before destroying it; its disk goes with it");
+            }
+            vps.close().await;
+        }
+        if let Err(e) = client.destroy_instance(&found.instance).await {
+            left.push(format!("VPS instance {} ({e})", found.instance));
+        }
+        let key_name = plan::ssh_key_name(&self.inner.name, &id);
+        let key_ids = match key_id {
+            Some(k) => vec![k],
+            None => match client.list_ssh_keys().await {
+                Ok(keys) => keys
+                    .into_iter()
+                    .filter(|k| k.name == key_name)
+                    .map(|k| k.id)
+                    .collect(),
+                Err(e) => {
+                    left.push(format!(
+                        "uploaded SSH key {key_name} (could not list keys: {e})"
+                    ));
+                    Vec::new()
+                }
+            },
+        };
+        for key in key_ids {
+            if let Err(e) = client.delete_ssh_key(&key).await {
+                left.push(format!("uploaded SSH key {key} ({e})"));
+            }
+        }
+        if left.is_empty() {
+            // Keys and pins go last: a second destroy needs them to reach the VPS.
+            if let Err(e) = self.inner.keys.host(&id).remove() {
+                left.push(format!("local keys ({e})"));
+            }
+        }
+        if left.is_empty() {
+            tracing::info!(%host, %id, "host destroyed");
+            Ok(id)
+        } else {
+            Err(ProviderError::DestroyIncomplete { host, left })
+        }
+    }
+
+    async fn remove_from_vps(&self, vps: &SshPool, record: &HostRecord) -> Result<(), StepError> {
+        let exec: Arc<dyn Executor> = Arc::new(vps.clone());
+        let docker = Docker::new(exec.clone());
+        if let Some(config) = &record.config {
+            docker.rm(&config.container_name, true).await?;
+            docker.volume_rm(&config.volume_name).await?;
+        }
+        self.store(exec)?
+            .delete_host_record(record.host_id())
+            .await?;
+        Ok(())
+    }
+}
+
+/// The inputs of one create.
+struct CreatePlan<'a> {
+    id: &'a HostId,
+    request: &'a CreateHostRequest,
+    image: &'a str,
+    vps: &'a VpsChoice,
+}
+
+fn record_container(record: &HostRecord) -> String {
+    record
+        .config
+        .as_ref()
+        .map(|c| c.container_name.clone())
+        .unwrap_or_else(|| plan::container_name(&record.certified_host_data.host_name))
+}
+
+/// The state a record and the container's Docker state amount to.
+pub(crate) fn derive_status(record: &HostRecord, container_state: Option<&str>) -> HostStatus {
+    let data = &record.certified_host_data;
+    if let Some(reason) = &data.failure_reason {
+        return HostStatus::Failed {
+            reason: reason.clone(),
+        };
+    }
+    match container_state {
+        None => HostStatus::Failed {
+            reason: "its container is missing on the VPS".into(),
+        },
+        Some("running") => HostStatus::Running,
+        Some("restarting") => HostStatus::Starting,
+        Some("paused") => HostStatus::Unreachable {
+            reason: "its container is paused".into(),
+        },
+        Some(_) => HostStatus::Stopped {
+            reason: data.stop_reason.and_then(StopReason::from_state),
+        },
+    }
+}
+
+fn render_user_data(first_host_key: &PrivateKey, vps_public: &str) -> Result<UserData, StepError> {
+    let check = |e: vps_primitives::InvalidValue| StepError::Check(e.to_string());
+    let private = private_key_openssh(first_host_key).map_err(crate::keys::KeyStoreError::from)?;
+    let public = public_key_line(first_host_key.public_key());
+    let mut config = CloudConfig::new(HostKey::ed25519(private.expose(), &public).map_err(check)?);
+    config
+        .authorized_keys
+        .push(AuthorizedKey::parse(vps_public).map_err(check)?);
+    Ok(UserData::new(config.render().into_string()))
+}
+
+/// Connects `pool`, retrying what may pass (refused connections, a server that rejects
+/// our key before cloud-init installed it, a reloading sshd still serving its old key)
+/// until `deadline`.
+async fn connect_until(pool: &SshPool, deadline: Instant) -> Result<(), StepError> {
+    let mut delays = Backoff::default().delays();
+    loop {
+        match pool.connect().await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let retry = e.is_transient()
+                    || matches!(
+                        e,
+                        SshError::AuthRejected { .. } | SshError::HostKeyMismatch { .. }
+                    );
+                let delay = delays.next().unwrap_or(Duration::from_secs(1));
+                if !retry || Instant::now() + delay > deadline {
+                    return Err(e.into());
+                }
+                tracing::debug!(error = %e, ?delay, "connect failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Waits for cloud-init (`cloud-init status --wait`) and checks the readiness marker and
+/// Docker. A dropped connection is retried until the deadline.
+async fn wait_cloud_init(pool: &SshPool, timeout: Duration) -> Result<(), StepError> {
+    let deadline = Instant::now() + timeout;
+    let mut delays = Backoff::default().delays();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let command = Command::script(plan::cloud_init_wait_script())
+            .timeout(remaining.max(Duration::from_secs(1)))
+            .idempotent();
+        match pool.run(&command).await {
+            Ok(out) => {
+                let text = out.stdout_text();
+                let (json, verdict) = text
+                    .trim_end()
+                    .rsplit_once('\n')
+                    .unwrap_or(("", text.trim()));
+                if verdict.trim() == "MNGR_READY" {
+                    return Ok(());
+                }
+                let summary = CloudInitStatus::parse_json(json)
+                    .map(|s| s.summary())
+                    .unwrap_or_else(|_| "no status".into());
+                return Err(StepError::Check(format!(
+                    "cloud-init finished without the readiness marker or a working Docker ({summary}); see /var/log/cloud-init-output.log on the VPS"
+                )));
+            }
+            Err(e) => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(1));
+                if Instant::now() + delay > deadline {
+                    return Err(e.into());
+                }
+                tracing::debug!(error = %e, "cloud-init wait interrupted; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Makes `image` present on the VPS: already there, else streamed from this machine's
+/// engine (`docker save | docker load` over the pooled connection), else pulled there.
+async fn ensure_image(
+    vps: &Docker,
+    image: &str,
+    step: Step,
+    progress: &dyn Progress,
+) -> Result<(), StepError> {
+    if vps.image_exists(image).await? {
+        return Ok(());
+    }
+    let local = Docker::new(Arc::new(LocalExecutor::new()));
+    if local.image_exists(image).await.unwrap_or(false) {
+        progress.output(
+            step,
+            &format!("copying {image} from this machine to the VPS"),
+        );
+        crate::transfer::copy_image(&local, vps, image).await?;
+        return Ok(());
+    }
+    progress.output(step, &format!("pulling {image} on the VPS"));
+    let mut on_line = |_: OutputStream, line: &str| progress.output(step, line);
+    vps.pull(image, &mut on_line).await?;
+    Ok(())
+}
+
+/// Installs the files of the container (sshd config, keys, entrypoint) before its first
+/// start, as a tar stream on `docker cp`'s stdin.
+async fn install_container_files(
+    docker: &Docker,
+    container: &str,
+    host_dir: &str,
+    keys: &ClientKeys,
+) -> Result<(), StepError> {
+    let private =
+        private_key_openssh(&keys.container_host).map_err(crate::keys::KeyStoreError::from)?;
+    let tar = plan::container_files_tar(
+        host_dir,
+        private.expose(),
+        &public_key_line(keys.container_host.public_key()),
+        &public_key_line(keys.container.public_key()),
+    )
+    .map_err(|e| StepError::Check(format!("could not pack the container's files: {e}")))?;
+    let command = docker.cli().cp_into("-", container, "/").stdin(tar);
+    docker.checked(&command).await?;
+    Ok(())
+}
+
+/// Installs what the image lacks and starts sshd; returns the packages that were missing.
+async fn setup_container(
+    docker: &Docker,
+    container: &str,
+    packages: &[String],
+) -> Result<Vec<String>, StepError> {
+    let options = ExecOptions::script(container, plan::install_packages_script(packages))
+        .timeout(Duration::from_secs(600));
+    let out = docker.exec(&options).await?;
+    let missing = plan::missing_packages(&out.stdout_text());
+    if !out.success() {
+        return Err(StepError::Check(format!(
+            "setting up the container failed (exit {}): {}",
+            out.status,
+            out.stderr_text().trim()
+        )));
+    }
+    Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn vps_build_args_choose_the_vps_and_the_rest_stays() {
+        let config = VpsDockerProviderConfig::default();
+        let (choice, rest) = parse_build_args(
+            &args(&[
+                "--vps-region=fra",
+                "--vps-plan=vc2-2c-4gb",
+                "--vps-os=1743",
+                "-f",
+                "Dockerfile",
+            ]),
+            &config,
+        )
+        .expect("valid");
+        assert_eq!(choice.region.as_str(), "fra");
+        assert_eq!(choice.plan.as_str(), "vc2-2c-4gb");
+        assert_eq!(choice.os, OsId(1743));
+        assert_eq!(rest, ["-f", "Dockerfile"]);
+        let (defaults, _) = parse_build_args(&[], &config).expect("valid");
+        assert_eq!(defaults.region.as_str(), "ewr");
+        assert_eq!(defaults.os, OsId(2136));
+    }
+
+    #[test]
+    fn bad_vps_build_args_are_refused_with_the_rule() {
+        let config = VpsDockerProviderConfig::default();
+        let e = parse_build_args(&args(&["--vps-zone=x"]), &config).expect_err("unknown");
+        let text = e.to_string();
+        assert!(
+            text.contains("--vps-zone=x") && text.contains("--vps-region="),
+            "{text}"
+        );
+        let e = parse_build_args(&args(&["--vps-os=debian"]), &config).expect_err("not a number");
+        assert!(e.to_string().contains("must be a number"), "{e}");
+        assert!(parse_build_args(&args(&["--vps-region=-x"]), &config).is_err());
+    }
+
+    #[test]
+    fn status_is_derived_from_record_and_container() {
+        let data = CertifiedHostData::new(
+            HostId::generate(),
+            HostName::parse("a").expect("name"),
+            Timestamp::now(),
+        );
+        let mut record = HostRecord::new(data);
+        assert_eq!(derive_status(&record, Some("running")), HostStatus::Running);
+        assert_eq!(
+            derive_status(&record, Some("exited")),
+            HostStatus::Stopped { reason: None }
+        );
+        record.certified_host_data.stop_reason = Some(StopReason::Idle.as_state());
+        assert_eq!(
+            derive_status(&record, Some("exited")),
+            HostStatus::Stopped {
+                reason: Some(StopReason::Idle)
+            }
+        );
+        assert!(matches!(
+            derive_status(&record, None),
+            HostStatus::Failed { .. }
+        ));
+        record.certified_host_data.failure_reason = Some("build failed".into());
+        assert_eq!(
+            derive_status(&record, Some("running")),
+            HostStatus::Failed {
+                reason: "build failed".into()
+            }
+        );
+    }
+}
