@@ -675,7 +675,15 @@ impl VpsDockerProvider {
         };
         info.status = match instance.status {
             VpsInstanceStatus::Active => self.read_vps(&id, &instance.id, &mut info).await,
-            VpsInstanceStatus::Pending => HostStatus::Starting,
+            // Booting, or not answering: look, rather than guess.
+            VpsInstanceStatus::Pending => match self.read_vps(&id, &instance.id, &mut info).await {
+                HostStatus::Unreachable { reason } => HostStatus::Unreachable {
+                    reason: format!(
+                        "the provider reports the VPS as pending (booting?) and it does not answer: {reason}"
+                    ),
+                },
+                seen => seen,
+            },
             VpsInstanceStatus::Halted => HostStatus::Unreachable {
                 reason: "the VPS is powered off".into(),
             },
