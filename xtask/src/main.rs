@@ -7,7 +7,7 @@
 //! | `integration` | images, then the integration tests (needs a Docker engine) |
 //! | `test` | images, then every test: unit, doc and integration |
 //! | `ci` | `fmt --check`, `clippy -D warnings`, `cargo deny`, docs without warnings, then `test` |
-//! | `bench [ssh]` | benchmarks, printed side by side |
+//! | `bench [ssh \| provider]` | benchmarks, printed side by side |
 //! | `clean` | removes containers, volumes and networks left by test runs |
 //!
 //! Everything the tests create carries the label `com.imbue.mngr.test-run=<run id>`; `test`
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <images | unit | integration | test | ci | bench [ssh [--quick]] | clean> [extra nextest args]"
+    "usage: cargo xtask <images | unit | integration | test | ci | bench [ssh | provider [--quick]] | clean> [extra nextest args]"
 }
 
 /// Runs a command with inherited output; an error names the command and its exit status.
@@ -282,7 +282,24 @@ fn bench(rest: &[String]) -> Result {
                 ])
                 .args(&rest[rest.len().min(1)..]))
         }
-        other => Err(format!("unknown benchmark `{other}`; known: ssh")),
+        "provider" => {
+            require_docker()?;
+            images()?;
+            // The host lifecycle on local-vps (an example, so it may use dev-only crates).
+            run(cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "vps-docker-provider",
+                    "--example",
+                    "bench_provider",
+                    "--",
+                ])
+                .args(&rest[rest.len().min(1)..]))
+        }
+        other => Err(format!("unknown benchmark `{other}`; known: ssh, provider")),
     }
 }
 

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use vps_client::VpsClient;
-use vps_client::fake::{Fault, FakeOptions, FakeVpsClient, Method};
+use vps_client::fake::{FakeOptions, FakeVpsClient, Fault, Method};
 use vps_docker_provider::{
     Cancel, CreateHostRequest, NoProgress, ProviderError, Step, VpsDockerProvider,
     VpsDockerProviderConfig,
@@ -20,8 +20,13 @@ fn provider(fake: Arc<FakeVpsClient>, keys: &tempfile::TempDir) -> VpsDockerProv
         vps_boot_timeout: 1.0,
         ..VpsDockerProviderConfig::default()
     };
-    VpsDockerProvider::new(ProviderName::parse("fake").expect("name"), fake, config, keys.path())
-        .expect("provider")
+    VpsDockerProvider::new(
+        ProviderName::parse("fake").expect("name"),
+        fake,
+        config,
+        keys.path(),
+    )
+    .expect("provider")
 }
 
 async fn create(provider: &VpsDockerProvider) -> ProviderError {
@@ -36,8 +41,14 @@ async fn create(provider: &VpsDockerProvider) -> ProviderError {
 }
 
 async fn assert_nothing_left(fake: &FakeVpsClient, keys: &tempfile::TempDir) {
-    assert!(fake.list_instances(None).await.expect("list").is_empty(), "instances left");
-    assert!(fake.list_ssh_keys().await.expect("keys").is_empty(), "keys left");
+    assert!(
+        fake.list_instances(None).await.expect("list").is_empty(),
+        "instances left"
+    );
+    assert!(
+        fake.list_ssh_keys().await.expect("keys").is_empty(),
+        "keys left"
+    );
     common::assert_no_host_dirs(keys.path());
 }
 
@@ -51,16 +62,36 @@ fn step_of(e: &ProviderError) -> Step {
 #[tokio::test]
 async fn each_provider_fault_rolls_back_and_names_its_step() {
     let cases: Vec<(&str, Method, Fault, Step)> = vec![
-        ("key upload refused", Method::UploadSshKey, Fault::api(400), Step::UploadKey),
-        ("create refused", Method::CreateInstance, Fault::api(422), Step::CreateInstance),
-        ("create unreachable", Method::CreateInstance, Fault::transient(), Step::CreateInstance),
+        (
+            "key upload refused",
+            Method::UploadSshKey,
+            Fault::api(400),
+            Step::UploadKey,
+        ),
+        (
+            "create refused",
+            Method::CreateInstance,
+            Fault::api(422),
+            Step::CreateInstance,
+        ),
+        (
+            "create unreachable",
+            Method::CreateInstance,
+            Fault::transient(),
+            Step::CreateInstance,
+        ),
         (
             "create acted, then the answer was lost",
             Method::CreateInstance,
             Fault::outcome_unknown().after_acting(),
             Step::CreateInstance,
         ),
-        ("instance lookup refused", Method::GetInstance, Fault::api(500), Step::WaitActive),
+        (
+            "instance lookup refused",
+            Method::GetInstance,
+            Fault::api(500),
+            Step::WaitActive,
+        ),
     ];
     for (what, method, fault, step) in cases {
         let fake = Arc::new(FakeVpsClient::new());
@@ -70,8 +101,14 @@ async fn each_provider_fault_rolls_back_and_names_its_step() {
         let e = create(&provider).await;
         assert_eq!(step_of(&e), step, "{what}: {e}");
         let text = e.to_string();
-        assert!(text.contains(step.as_str()), "{what}: the error names the step: {text}");
-        assert!(text.contains("everything it had made was removed"), "{what}: {text}");
+        assert!(
+            text.contains(step.as_str()),
+            "{what}: the error names the step: {text}"
+        );
+        assert!(
+            text.contains("everything it had made was removed"),
+            "{what}: {text}"
+        );
         fake.clear_faults();
         assert_nothing_left(&fake, &keys).await;
     }
@@ -112,7 +149,10 @@ async fn a_failing_undo_is_reported_with_the_original_error() {
         other => panic!("{other:?}"),
     }
     let text = e.to_string();
-    assert!(text.contains("left things behind") && text.contains("uploaded SSH key"), "{text}");
+    assert!(
+        text.contains("left things behind") && text.contains("uploaded SSH key"),
+        "{text}"
+    );
     // The key is still registered (the undo failed), and the local keys were removed.
     fake.clear_faults();
     assert_eq!(fake.list_ssh_keys().await.expect("keys").len(), 1);
@@ -146,7 +186,10 @@ async fn bad_input_is_refused_before_anything_is_created() {
             .create_host(request.clone(), &NoProgress, &Cancel::never())
             .await
             .expect_err("refused");
-        assert!(matches!(e, ProviderError::InvalidInput(_) | ProviderError::Config(_)), "{request:?}: {e:?}");
+        assert!(
+            matches!(e, ProviderError::InvalidInput(_) | ProviderError::Config(_)),
+            "{request:?}: {e:?}"
+        );
     }
     assert_eq!(fake.calls(Method::UploadSshKey), 0);
     assert_eq!(fake.calls(Method::CreateInstance), 0);
