@@ -120,14 +120,14 @@ pub fn parse_build_args(
 /// usable from many tasks at once.
 #[derive(Clone)]
 pub struct VpsDockerProvider {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    name: ProviderName,
-    client: Arc<dyn VpsClient>,
-    config: VpsDockerProviderConfig,
-    keys: KeyStore,
+pub(crate) struct Inner {
+    pub(crate) name: ProviderName,
+    pub(crate) client: Arc<dyn VpsClient>,
+    pub(crate) config: VpsDockerProviderConfig,
+    pub(crate) keys: KeyStore,
 }
 
 impl std::fmt::Debug for VpsDockerProvider {
@@ -141,9 +141,9 @@ impl std::fmt::Debug for VpsDockerProvider {
 }
 
 /// A host found at the provider, with the pieces the operations need.
-struct Found {
-    info: HostInfo,
-    instance: VpsInstanceId,
+pub(crate) struct Found {
+    pub(crate) info: HostInfo,
+    pub(crate) instance: VpsInstanceId,
 }
 
 impl VpsDockerProvider {
@@ -186,17 +186,17 @@ impl VpsDockerProvider {
         &self.inner.keys
     }
 
-    fn provider_tag(&self) -> Tag {
+    pub(crate) fn provider_tag(&self) -> Tag {
         Tag::provider(&self.inner.name)
     }
 
-    fn ssh_config(&self, connect_timeout: Duration) -> SshConfig {
+    pub(crate) fn ssh_config(&self, connect_timeout: Duration) -> SshConfig {
         SshConfig::default()
             .max_channels(32)
             .connect_timeout(connect_timeout)
     }
 
-    fn pool(
+    pub(crate) fn pool(
         &self,
         addr: SocketAddr,
         key: Arc<PrivateKey>,
@@ -207,7 +207,7 @@ impl VpsDockerProvider {
         SshPool::new(target, self.ssh_config(connect_timeout))
     }
 
-    fn state_spec(&self) -> Result<StateContainerSpec, StepError> {
+    pub(crate) fn state_spec(&self) -> Result<StateContainerSpec, StepError> {
         let name = StateContainerName::new("mngr-", self.inner.name.as_str())
             .map_err(|e| StepError::Check(e.to_string()))?;
         Ok(StateContainerSpec::new(
@@ -217,7 +217,7 @@ impl VpsDockerProvider {
         ))
     }
 
-    fn store(&self, exec: Arc<dyn Executor>) -> Result<HostStore, StepError> {
+    pub(crate) fn store(&self, exec: Arc<dyn Executor>) -> Result<HostStore, StepError> {
         Ok(HostStore::new(exec, self.state_spec()?.name))
     }
 
@@ -546,7 +546,7 @@ impl VpsDockerProvider {
         Ok(self.host_handle(info, &host_keys, container, vps, warnings))
     }
 
-    fn host_handle(
+    pub(crate) fn host_handle(
         &self,
         info: HostInfo,
         host_keys: &HostKeys,
@@ -599,7 +599,7 @@ impl VpsDockerProvider {
         self.open(found, Vec::new()).await
     }
 
-    async fn find(&self, name_or_id: &str) -> Result<Found, ProviderError> {
+    pub(crate) async fn find(&self, name_or_id: &str) -> Result<Found, ProviderError> {
         if let Ok(id) = HostId::parse(name_or_id) {
             let instances = self
                 .inner
@@ -624,7 +624,7 @@ impl VpsDockerProvider {
             .ok_or_else(|| ProviderError::HostNotFound(name_or_id.to_owned()))
     }
 
-    async fn find_by_name(&self, name: &HostName) -> Result<Option<Found>, ProviderError> {
+    pub(crate) async fn find_by_name(&self, name: &HostName) -> Result<Option<Found>, ProviderError> {
         let instances = self
             .inner
             .client
@@ -647,7 +647,7 @@ impl VpsDockerProvider {
     }
 
     /// What is seen of the host on `instance`; `None` if the instance is not a host of ours.
-    async fn inspect_instance(&self, instance: &InstanceInfo) -> Option<Found> {
+    pub(crate) async fn inspect_instance(&self, instance: &InstanceInfo) -> Option<Found> {
         let id = instance
             .tags
             .iter()
@@ -702,7 +702,7 @@ impl VpsDockerProvider {
 
     /// Reads the record and the container's state from the VPS (two commands on one
     /// connection, in parallel), within the discovery timeout.
-    async fn read_vps(
+    pub(crate) async fn read_vps(
         &self,
         id: &HostId,
         instance: &VpsInstanceId,
@@ -790,7 +790,7 @@ impl VpsDockerProvider {
     }
 
     /// Opens a handle to a found host: it must be running.
-    async fn open(&self, found: Found, warnings: Vec<String>) -> Result<Host, ProviderError> {
+    pub(crate) async fn open(&self, found: Found, warnings: Vec<String>) -> Result<Host, ProviderError> {
         let info = found.info;
         if info.status != HostStatus::Running {
             return Err(ProviderError::WrongState {
@@ -950,7 +950,7 @@ impl VpsDockerProvider {
     }
 
     /// The VPS pool and the record of a found host whose VPS answered.
-    fn vps_of(&self, found: &Found) -> Result<(SshPool, HostRecord), ProviderError> {
+    pub(crate) fn vps_of(&self, found: &Found) -> Result<(SshPool, HostRecord), ProviderError> {
         let info = &found.info;
         let Some(record) = info.record.clone() else {
             return Err(ProviderError::WrongState {
@@ -1046,7 +1046,7 @@ impl VpsDockerProvider {
         }
     }
 
-    async fn remove_from_vps(&self, vps: &SshPool, record: &HostRecord) -> Result<(), StepError> {
+    pub(crate) async fn remove_from_vps(&self, vps: &SshPool, record: &HostRecord) -> Result<(), StepError> {
         let exec: Arc<dyn Executor> = Arc::new(vps.clone());
         let docker = Docker::new(exec.clone());
         if let Some(config) = &record.config {
@@ -1068,7 +1068,7 @@ struct CreatePlan<'a> {
     vps: &'a VpsChoice,
 }
 
-fn record_container(record: &HostRecord) -> String {
+pub(crate) fn record_container(record: &HostRecord) -> String {
     record
         .config
         .as_ref()
@@ -1099,7 +1099,7 @@ pub(crate) fn derive_status(record: &HostRecord, container_state: Option<&str>) 
     }
 }
 
-fn render_user_data(first_host_key: &PrivateKey, vps_public: &str) -> Result<UserData, StepError> {
+pub(crate) fn render_user_data(first_host_key: &PrivateKey, vps_public: &str) -> Result<UserData, StepError> {
     let check = |e: vps_primitives::InvalidValue| StepError::Check(e.to_string());
     let private = private_key_openssh(first_host_key).map_err(crate::keys::KeyStoreError::from)?;
     let public = public_key_line(first_host_key.public_key());
@@ -1113,7 +1113,7 @@ fn render_user_data(first_host_key: &PrivateKey, vps_public: &str) -> Result<Use
 /// Connects `pool`, retrying what may pass (refused connections, a server that rejects
 /// our key before cloud-init installed it, a reloading sshd still serving its old key)
 /// until `deadline`.
-async fn connect_until(pool: &SshPool, deadline: Instant) -> Result<(), StepError> {
+pub(crate) async fn connect_until(pool: &SshPool, deadline: Instant) -> Result<(), StepError> {
     let mut delays = Backoff::default().delays();
     loop {
         match pool.connect().await {
@@ -1137,7 +1137,7 @@ async fn connect_until(pool: &SshPool, deadline: Instant) -> Result<(), StepErro
 
 /// Waits for cloud-init (`cloud-init status --wait`) and checks the readiness marker and
 /// Docker. A dropped connection is retried until the deadline.
-async fn wait_cloud_init(pool: &SshPool, timeout: Duration) -> Result<(), StepError> {
+pub(crate) async fn wait_cloud_init(pool: &SshPool, timeout: Duration) -> Result<(), StepError> {
     let deadline = Instant::now() + timeout;
     let mut delays = Backoff::default().delays();
     loop {
@@ -1176,7 +1176,7 @@ async fn wait_cloud_init(pool: &SshPool, timeout: Duration) -> Result<(), StepEr
 
 /// Makes `image` present on the VPS: already there, else streamed from this machine's
 /// engine (`docker save | docker load` over the pooled connection), else pulled there.
-async fn ensure_image(
+pub(crate) async fn ensure_image(
     vps: &Docker,
     image: &str,
     step: Step,
@@ -1202,7 +1202,7 @@ async fn ensure_image(
 
 /// Installs the files of the container (sshd config, keys, entrypoint) before its first
 /// start, as a tar stream on `docker cp`'s stdin.
-async fn install_container_files(
+pub(crate) async fn install_container_files(
     docker: &Docker,
     container: &str,
     host_dir: &str,
@@ -1223,7 +1223,7 @@ async fn install_container_files(
 }
 
 /// Installs what the image lacks and starts sshd; returns the packages that were missing.
-async fn setup_container(
+pub(crate) async fn setup_container(
     docker: &Docker,
     container: &str,
     packages: &[String],
