@@ -51,6 +51,9 @@ pub struct CreateHostRequest {
     pub idle_timeout: Option<u64>,
     /// Idle mode; the config's default when `None`.
     pub idle_mode: Option<IdleMode>,
+    /// A hard cap on the host's age since its container last started, seconds: the
+    /// watcher stops it then, busy or not.
+    pub max_host_age: Option<u64>,
 }
 
 impl CreateHostRequest {
@@ -64,6 +67,7 @@ impl CreateHostRequest {
             start_args: Vec::new(),
             idle_timeout: None,
             idle_mode: None,
+            max_host_age: None,
         }
     }
 }
@@ -245,6 +249,11 @@ impl VpsDockerProvider {
             return Err(ProviderError::InvalidInput(format!(
                 "building the image on the VPS (build args {docker_build_args:?}) is not supported by this version; build it here and pass --image"
             )));
+        }
+        if request.max_host_age == Some(0) {
+            return Err(ProviderError::InvalidInput(
+                "the maximum host age must be at least 1 second".into(),
+            ));
         }
         if request.idle_timeout == Some(0) {
             return Err(ProviderError::InvalidInput(
@@ -457,9 +466,24 @@ impl VpsDockerProvider {
             ssh_port: port,
             start_args: &start_args,
         };
+        let idle_timeout = plan
+            .request
+            .idle_timeout
+            .unwrap_or(config.default_idle_timeout);
+        let mode = plan.request.idle_mode.unwrap_or(config.default_idle_mode);
+        let sources = mode
+            .sources()
+            .unwrap_or_else(|| config.default_activity_sources.clone());
+        let idle_env = plan::idle_env(
+            idle_timeout,
+            &sources,
+            plan.request.max_host_age,
+            config.idle_check_interval,
+        );
         let container_id = step!(Step::Container, async {
             let container_id = docker.create(&plan::container_run_options(&spec)).await?;
-            install_container_files(&docker, &container_name, &config.host_dir, &keys).await?;
+            install_container_files(&docker, &container_name, &config.host_dir, &keys, &idle_env)
+                .await?;
             docker.start(&container_name).await?;
             Ok(container_id)
         });
@@ -497,14 +521,9 @@ impl VpsDockerProvider {
 
         let now = Timestamp::now();
         let mut data = CertifiedHostData::new(id.clone(), name.clone(), now);
-        data.idle_timeout_seconds = plan
-            .request
-            .idle_timeout
-            .unwrap_or(config.default_idle_timeout);
-        let mode = plan.request.idle_mode.unwrap_or(config.default_idle_mode);
-        data.activity_sources = mode
-            .sources()
-            .unwrap_or_else(|| config.default_activity_sources.clone());
+        data.idle_timeout_seconds = idle_timeout;
+        data.activity_sources = sources;
+        data.max_host_age = plan.request.max_host_age;
         data.image = Some(plan.image.to_owned());
         data.user_tags = plan.request.tags.clone();
         let mut record = HostRecord::new(data);
@@ -624,7 +643,10 @@ impl VpsDockerProvider {
             .ok_or_else(|| ProviderError::HostNotFound(name_or_id.to_owned()))
     }
 
-    pub(crate) async fn find_by_name(&self, name: &HostName) -> Result<Option<Found>, ProviderError> {
+    pub(crate) async fn find_by_name(
+        &self,
+        name: &HostName,
+    ) -> Result<Option<Found>, ProviderError> {
         let instances = self
             .inner
             .client
@@ -775,7 +797,26 @@ impl VpsDockerProvider {
         info.created_at = Some(data.created_at.to_string());
         info.idle_mode = Some(data.idle_mode());
         info.idle_timeout_seconds = Some(data.idle_timeout_seconds);
-        let status = derive_status(&record, containers.first().map(|c| c.state.as_str()));
+        let container = containers.first();
+        let status = derive_status(
+            &record,
+            container.map(|c| (c.state.as_str(), c.status.as_str())),
+        );
+        let mut record = record;
+        if let HostStatus::Stopped {
+            reason: Some(StopReason::Idle),
+        } = status
+            && record.certified_host_data.stop_reason.is_none()
+        {
+            // The watcher stopped it: record why, so every reader sees it.
+            let mut updated = record.clone();
+            updated.certified_host_data.stop_reason = Some(StopReason::Idle.as_state());
+            updated.certified_host_data.updated_at = Timestamp::now();
+            match store.write_host_record(&updated).await {
+                Ok(()) => record = updated,
+                Err(e) => tracing::warn!(host = %id, error = %e, "could not record the idle stop"),
+            }
+        }
         if status == HostStatus::Running
             && let Ok(addr) = self
                 .inner
@@ -790,7 +831,11 @@ impl VpsDockerProvider {
     }
 
     /// Opens a handle to a found host: it must be running.
-    pub(crate) async fn open(&self, found: Found, warnings: Vec<String>) -> Result<Host, ProviderError> {
+    pub(crate) async fn open(
+        &self,
+        found: Found,
+        warnings: Vec<String>,
+    ) -> Result<Host, ProviderError> {
         let info = found.info;
         if info.status != HostStatus::Running {
             return Err(ProviderError::WrongState {
@@ -1046,7 +1091,11 @@ impl VpsDockerProvider {
         }
     }
 
-    pub(crate) async fn remove_from_vps(&self, vps: &SshPool, record: &HostRecord) -> Result<(), StepError> {
+    pub(crate) async fn remove_from_vps(
+        &self,
+        vps: &SshPool,
+        record: &HostRecord,
+    ) -> Result<(), StepError> {
         let exec: Arc<dyn Executor> = Arc::new(vps.clone());
         let docker = Docker::new(exec.clone());
         if let Some(config) = &record.config {
@@ -1077,14 +1126,15 @@ pub(crate) fn record_container(record: &HostRecord) -> String {
 }
 
 /// The state a record and the container's Docker state amount to.
-pub(crate) fn derive_status(record: &HostRecord, container_state: Option<&str>) -> HostStatus {
+/// `container` is Docker's state word and status text (`exited`, `Exited (0) 3 minutes ago`).
+pub(crate) fn derive_status(record: &HostRecord, container: Option<(&str, &str)>) -> HostStatus {
     let data = &record.certified_host_data;
     if let Some(reason) = &data.failure_reason {
         return HostStatus::Failed {
             reason: reason.clone(),
         };
     }
-    match container_state {
+    match container.map(|(state, _)| state) {
         None => HostStatus::Failed {
             reason: "its container is missing on the VPS".into(),
         },
@@ -1094,12 +1144,30 @@ pub(crate) fn derive_status(record: &HostRecord, container_state: Option<&str>) 
             reason: "its container is paused".into(),
         },
         Some(_) => HostStatus::Stopped {
-            reason: data.stop_reason.and_then(StopReason::from_state),
+            reason: data
+                .stop_reason
+                .and_then(StopReason::from_state)
+                .or_else(|| {
+                    // Exit status 0 is the idle watcher's; `docker stop` exits 143.
+                    container
+                        .and_then(|(_, status)| exit_status(status))
+                        .filter(|code| *code == plan::IDLE_EXIT_STATUS)
+                        .map(|_| StopReason::Idle)
+                }),
         },
     }
 }
 
-pub(crate) fn render_user_data(first_host_key: &PrivateKey, vps_public: &str) -> Result<UserData, StepError> {
+/// The exit status in Docker's status text, e.g. `Exited (143) 2 minutes ago`.
+fn exit_status(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split_once(')')?.0.parse().ok()
+}
+
+pub(crate) fn render_user_data(
+    first_host_key: &PrivateKey,
+    vps_public: &str,
+) -> Result<UserData, StepError> {
     let check = |e: vps_primitives::InvalidValue| StepError::Check(e.to_string());
     let private = private_key_openssh(first_host_key).map_err(crate::keys::KeyStoreError::from)?;
     let public = public_key_line(first_host_key.public_key());
@@ -1207,6 +1275,7 @@ pub(crate) async fn install_container_files(
     container: &str,
     host_dir: &str,
     keys: &ClientKeys,
+    idle_env: &str,
 ) -> Result<(), StepError> {
     let private =
         private_key_openssh(&keys.container_host).map_err(crate::keys::KeyStoreError::from)?;
@@ -1215,6 +1284,7 @@ pub(crate) async fn install_container_files(
         private.expose(),
         &public_key_line(keys.container_host.public_key()),
         &public_key_line(keys.container.public_key()),
+        idle_env,
     )
     .map_err(|e| StepError::Check(format!("could not pack the container's files: {e}")))?;
     let command = docker.cli().cp_into("-", container, "/").stdin(tar);
@@ -1295,14 +1365,30 @@ mod tests {
             Timestamp::now(),
         );
         let mut record = HostRecord::new(data);
-        assert_eq!(derive_status(&record, Some("running")), HostStatus::Running);
+        let running = Some(("running", "Up 2 minutes"));
+        let killed = Some(("exited", "Exited (137) 1 second ago"));
+        let idled = Some(("exited", "Exited (0) 1 second ago"));
+        assert_eq!(derive_status(&record, running), HostStatus::Running);
         assert_eq!(
-            derive_status(&record, Some("exited")),
+            derive_status(&record, killed),
             HostStatus::Stopped { reason: None }
+        );
+        assert_eq!(
+            derive_status(&record, idled),
+            HostStatus::Stopped {
+                reason: Some(StopReason::Idle)
+            }
+        );
+        record.certified_host_data.stop_reason = Some(StopReason::User.as_state());
+        assert_eq!(
+            derive_status(&record, idled),
+            HostStatus::Stopped {
+                reason: Some(StopReason::User)
+            }
         );
         record.certified_host_data.stop_reason = Some(StopReason::Idle.as_state());
         assert_eq!(
-            derive_status(&record, Some("exited")),
+            derive_status(&record, killed),
             HostStatus::Stopped {
                 reason: Some(StopReason::Idle)
             }
@@ -1313,7 +1399,7 @@ mod tests {
         ));
         record.certified_host_data.failure_reason = Some("build failed".into());
         assert_eq!(
-            derive_status(&record, Some("running")),
+            derive_status(&record, running),
             HostStatus::Failed {
                 reason: "build failed".into()
             }
