@@ -368,11 +368,14 @@ impl VpsDockerProvider {
             Err(e) => {
                 // An order that may have gone through, or a create cancelled mid-request:
                 // whatever carries the host's tag is removed.
-                if matches!(
-                    e,
-                    StepError::Provider(VpsClientError::OutcomeUnknown { .. })
-                        | StepError::Cancelled
-                ) {
+                let unknown = match &e {
+                    StepError::Provider(p) => {
+                        matches!(**p, VpsClientError::OutcomeUnknown { .. })
+                    }
+                    StepError::Cancelled => true,
+                    _ => false,
+                };
+                if unknown {
                     rollback.push(Undo::DestroyTagged(Tag::host_id(id)));
                 }
                 return Err((Step::CreateInstance, e));
@@ -598,12 +601,12 @@ impl VpsDockerProvider {
             .await
             .map_err(|source| ProviderError::Provider {
                 what: "listing the provider's instances",
-                source,
+                source: Box::new(source),
             })?;
         let found =
             futures::future::join_all(instances.iter().map(|i| self.inspect_instance(i))).await;
         let mut hosts: Vec<HostInfo> = found.into_iter().flatten().map(|f| f.info).collect();
-        hosts.sort_by(|a, b| a.display_name().cmp(&b.display_name()));
+        hosts.sort_by_key(|h| h.display_name());
         Ok(hosts)
     }
 
@@ -627,7 +630,7 @@ impl VpsDockerProvider {
                 .await
                 .map_err(|source| ProviderError::Provider {
                     what: "looking up the host's instance",
-                    source,
+                    source: Box::new(source),
                 })?;
             let provider = self.provider_tag();
             for instance in instances.iter().filter(|i| i.tags.contains(&provider)) {
@@ -654,7 +657,7 @@ impl VpsDockerProvider {
             .await
             .map_err(|source| ProviderError::Provider {
                 what: "listing the provider's instances",
-                source,
+                source: Box::new(source),
             })?;
         let label = vps_label(name);
         // The instance label says the name without a round trip; the record confirms it.
