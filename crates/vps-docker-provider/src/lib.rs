@@ -71,7 +71,8 @@ pub use error::{ProviderError, RollbackFailure, StepError};
 pub use host::{Host, HostInfo, HostStatus, StopReason};
 pub use keys::{ClientKeys, HostKeys, KeyStore, KeyStoreError};
 pub use provider::{
-    CreateHostRequest, VPS_BUILD_ARGS, VpsChoice, VpsDockerProvider, parse_build_args,
+    CreateHostRequest, ExecutorWrapper, VPS_BUILD_ARGS, VpsChoice, VpsDockerProvider,
+    parse_build_args,
 };
 pub use step::{Cancel, CancelHandle, NoProgress, Phases, Progress, Step};
 

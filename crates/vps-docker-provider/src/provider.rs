@@ -132,7 +132,12 @@ pub(crate) struct Inner {
     pub(crate) client: Arc<dyn VpsClient>,
     pub(crate) config: VpsDockerProviderConfig,
     pub(crate) keys: KeyStore,
+    pub(crate) wrap_vps: Option<ExecutorWrapper>,
 }
+
+/// Wraps the executor a create uses on the VPS after its host key is rotated (see
+/// [`VpsDockerProvider::with_vps_executor_wrapper`]).
+pub type ExecutorWrapper = Arc<dyn Fn(Arc<dyn Executor>) -> Arc<dyn Executor> + Send + Sync>;
 
 impl std::fmt::Debug for VpsDockerProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,8 +171,24 @@ impl VpsDockerProvider {
                 client,
                 config,
                 keys: KeyStore::new(key_dir),
+                wrap_vps: None,
             }),
         })
+    }
+
+    /// Runs every command a create sends to the VPS after the host key rotation (image,
+    /// state container, volume, container, setup, record) through `wrap`: for fault
+    /// injection in tests, or auditing. Returns a new provider value.
+    pub fn with_vps_executor_wrapper(self, wrap: ExecutorWrapper) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                name: self.inner.name.clone(),
+                client: self.inner.client.clone(),
+                config: self.inner.config.clone(),
+                keys: self.inner.keys.clone(),
+                wrap_vps: Some(wrap),
+            }),
+        }
     }
 
     /// The provider instance's name.
@@ -432,7 +453,10 @@ impl VpsDockerProvider {
         step!(Step::ConnectVps, async {
             connect_until(&vps, Instant::now() + config.ssh_connect()).await
         });
-        let vps_exec: Arc<dyn Executor> = Arc::new(vps.clone());
+        let mut vps_exec: Arc<dyn Executor> = Arc::new(vps.clone());
+        if let Some(wrap) = &self.inner.wrap_vps {
+            vps_exec = wrap(vps_exec);
+        }
         let docker = Docker::new(vps_exec.clone());
 
         step!(Step::Image, async {
