@@ -493,3 +493,59 @@ async fn containers_cannot_read_the_user_data_from_the_metadata_service() {
     );
     ssh.close().await;
 }
+
+/// A drop-in as an image or a cloud's vendor data may carry one (clouds give new
+/// instances a root password). sshd keeps the first value it reads, so whatever sorts
+/// first in `sshd_config.d` wins.
+const HOSTILE_DROP_IN: &str = "/etc/ssh/sshd_config.d/01-hostile.conf";
+
+#[tokio::test]
+async fn a_hostile_sshd_drop_in_cannot_turn_password_login_back_on() {
+    let builder = FakeVps::builder(Image::FakeVps);
+    let mut config = config_for(builder.host_key(), builder.client_key());
+    config.files.push(FileSpec::new(
+        RemotePath::parse(HOSTILE_DROP_IN).expect("valid"),
+        "PasswordAuthentication yes\n\
+         KbdInteractiveAuthentication yes\n\
+         PermitRootLogin yes\n",
+    ));
+    let vps = builder
+        .user_data(config.render().into_string())
+        .boot()
+        .await;
+    let ssh = vps.ssh().await;
+    let status = cloud_init_status(&ssh).await;
+    assert_eq!(status.state, CloudInitState::Done, "{}", status.summary());
+    // The hostile file is there, and Debian's sshd_config includes the drop-ins first.
+    sh(
+        &ssh,
+        &format!("grep -q 'PasswordAuthentication yes' {HOSTILE_DROP_IN}"),
+    )
+    .await;
+    let include = sh(&ssh, "grep -m1 -v '^\\s*\\(#\\|$\\)' /etc/ssh/sshd_config").await;
+    assert_eq!(include.trim(), "Include /etc/ssh/sshd_config.d/*.conf");
+    // What the running sshd would do: ours.
+    let effective = sh(
+        &ssh,
+        "sshd -T | grep -E '^(passwordauthentication|kbdinteractiveauthentication|permitrootlogin) ' | sort",
+    )
+    .await;
+    assert_eq!(
+        effective,
+        "kbdinteractiveauthentication no\npasswordauthentication no\npermitrootlogin without-password\n",
+        "the hostile drop-in won"
+    );
+    // And the running sshd offers keys only (it answers a `none` login with its methods).
+    let offered = ssh
+        .exec(
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+             -o PreferredAuthentications=none root@127.0.0.1 true",
+        )
+        .await;
+    assert!(
+        offered.stderr.contains("Permission denied (publickey)."),
+        "{}",
+        offered.stderr
+    );
+    ssh.close().await;
+}
