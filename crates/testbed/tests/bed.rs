@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use testbed::{FakeVps, Image, KeyPair, SshClient, start_sshd};
+use testbed::{FakeVps, KeyPair, LocalOs, SshClient, start_sshd};
 
 #[tokio::test]
 async fn sshd_container_handshakes_only_with_the_pinned_key() {
@@ -35,7 +35,7 @@ async fn sshd_container_handshakes_only_with_the_pinned_key() {
 
 #[tokio::test]
 async fn fake_vps_boots_with_real_cloud_init_from_a_nocloud_seed() {
-    let builder = FakeVps::builder(Image::FakeVps);
+    let builder = FakeVps::builder(LocalOs::DockerReady);
     let user_data = testbed::default_user_data(
         builder.host_key(),
         builder.client_key(),
