@@ -189,6 +189,21 @@ fn config_for(host: &testbed::KeyPair, client: &testbed::KeyPair) -> CloudConfig
     config
 }
 
+/// Boots a VPS of `os` with the test bed's keys, the default document and one more file.
+async fn boot_with_file(os: LocalOs, path: &str, content: &str) -> (FakeVps, CloudConfig) {
+    let builder = FakeVps::builder(os);
+    let mut config = config_for(builder.host_key(), builder.client_key());
+    config.files.push(FileSpec::new(
+        RemotePath::parse(path).expect("valid"),
+        content,
+    ));
+    let vps = builder
+        .user_data(config.render().into_string())
+        .boot()
+        .await;
+    (vps, config)
+}
+
 async fn sh(ssh: &SshClient, command: &str) -> String {
     let out = ssh.exec(command).await;
     assert_eq!(
@@ -373,20 +388,16 @@ async fn installs_docker_on_a_fresh_vps() {
 
 #[tokio::test]
 async fn a_failed_docker_install_fails_cloud_init_and_no_marker_is_written() {
-    let builder = FakeVps::builder(LocalOs::FreshDebian12);
-    let mut config = config_for(builder.host_key(), builder.client_key());
     // Break dpkg, and point apt at a closed local port so the retry's `apt-get update`
     // fails at once without leaving the machine.
-    config.files.push(FileSpec::new(
-        RemotePath::parse("/etc/apt/apt.conf.d/99-mngr-test-break").expect("valid"),
+    let (vps, config) = boot_with_file(
+        LocalOs::FreshDebian12,
+        "/etc/apt/apt.conf.d/99-mngr-test-break",
         "DPkg::Pre-Invoke { \"/bin/false\"; };\n\
          Acquire::http::Proxy \"http://127.0.0.1:9/\";\n\
          Acquire::https::Proxy \"http://127.0.0.1:9/\";\n",
-    ));
-    let vps = builder
-        .user_data(config.render().into_string())
-        .boot()
-        .await;
+    )
+    .await;
     let ssh = vps.ssh().await;
     let status = cloud_init_status(&ssh).await;
     assert_eq!(status.state, CloudInitState::Error, "{}", status.summary());
@@ -469,18 +480,14 @@ const HOSTILE_DROP_IN: &str = "/etc/ssh/sshd_config.d/01-hostile.conf";
 
 #[tokio::test]
 async fn a_hostile_sshd_drop_in_cannot_turn_password_login_back_on() {
-    let builder = FakeVps::builder(LocalOs::DockerReady);
-    let mut config = config_for(builder.host_key(), builder.client_key());
-    config.files.push(FileSpec::new(
-        RemotePath::parse(HOSTILE_DROP_IN).expect("valid"),
+    let (vps, _) = boot_with_file(
+        LocalOs::DockerReady,
+        HOSTILE_DROP_IN,
         "PasswordAuthentication yes\n\
          KbdInteractiveAuthentication yes\n\
          PermitRootLogin yes\n",
-    ));
-    let vps = builder
-        .user_data(config.render().into_string())
-        .boot()
-        .await;
+    )
+    .await;
     let ssh = vps.ssh().await;
     let status = cloud_init_status(&ssh).await;
     assert_eq!(status.state, CloudInitState::Done, "{}", status.summary());
