@@ -847,7 +847,7 @@ impl DockerCli {
     }
 
     /// `docker volume ls -q [--filter label=K=V]…`: the names of the volumes carrying all
-    /// the labels, one a line (see [`parse_lines`](crate::parse_lines)).
+    /// the labels, one a line ([`Docker::volume_ls`](crate::Docker::volume_ls) runs and parses it).
     pub fn volume_ls(&self, labels: &[(String, String)]) -> Command {
         let mut a: Vec<String> = vec!["volume".into(), "ls".into(), "-q".into()];
         a.extend(label_filters(labels));
@@ -938,8 +938,8 @@ impl DockerCli {
     }
 
     /// `docker inspect --type TYPE NAME…`; prints a JSON array (fails if one is missing;
-    /// see [`parse_container_inspect`](crate::parse_container_inspect) and
-    /// [`parse_volume_inspect`](crate::parse_volume_inspect)).
+    /// [`Docker::inspect_containers`](crate::Docker::inspect_containers) and
+    /// [`Docker::inspect_volumes`](crate::Docker::inspect_volumes) run and parse it).
     pub fn inspect(&self, kind: ObjectKind, names: &[&str]) -> Command {
         let mut a: Vec<String> = vec!["inspect".into(), "--type".into(), kind.as_str().into()];
         a.extend(names.iter().map(|n| (*n).to_owned()));
@@ -995,7 +995,7 @@ impl DockerCli {
     }
 
     /// `docker ps --no-trunc [-a] [--filter F]… --format {{json .}}`: one JSON object per
-    /// line (see [`parse_ps`](crate::parse_ps)).
+    /// line ([`Docker::ps`](crate::Docker::ps) runs and parses it).
     pub fn ps(&self, all: bool, filters: &[PsFilter]) -> Command {
         let mut a: Vec<String> = vec!["ps".into(), "--no-trunc".into()];
         if all {
