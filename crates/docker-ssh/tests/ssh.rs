@@ -506,3 +506,119 @@ async fn upload_of_odd_names_arrives_byte_identical() {
         "{out:?}"
     );
 }
+
+/// Lists a remote directory (`ls -A`, one name a line).
+async fn remote_ls(pool: &SshPool, dir: &str) -> Vec<String> {
+    let out = pool
+        .run_checked(&Command::script(format!("ls -A -- {}", quote(dir))))
+        .await
+        .expect("ls");
+    out.stdout_text().lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn concurrent_uploads_to_one_path_leave_exactly_one_whole_file() {
+    let sshd = start_sshd().await;
+    let pool = pool(&sshd);
+    let a: Vec<u8> = (0..6 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let b: Vec<u8> = (0..6 << 20).map(|i: u32| (i % 241) as u8 ^ 0x5a).collect();
+    let (hash_a, hash_b) = (
+        hex::encode(Sha256::digest(&a)),
+        hex::encode(Sha256::digest(&b)),
+    );
+    for round in 0..3 {
+        let (mut ra, mut rb) = (&a[..], &b[..]);
+        let (first, second) = tokio::join!(
+            upload_stream(&pool, &mut ra, "/tmp/race/file.bin"),
+            upload_stream(&pool, &mut rb, "/tmp/race/file.bin"),
+        );
+        first.expect("first upload");
+        second.expect("second upload");
+        let out = pool
+            .run_checked(&Command::argv(["sha256sum", "/tmp/race/file.bin"]))
+            .await
+            .expect("hash");
+        let got = out.stdout_text();
+        assert!(
+            got.starts_with(&hash_a) || got.starts_with(&hash_b),
+            "round {round}: the file is neither upload: {got}"
+        );
+        assert_eq!(
+            remote_ls(&pool, "/tmp/race").await,
+            ["file.bin"],
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn upload_is_private_and_does_not_follow_a_planted_symlink() {
+    let sshd = start_sshd().await;
+    let pool = pool(&sshd);
+    // A symlink where the old fixed temporary name was, pointing at a file to protect.
+    pool.run_checked(&Command::script(
+        "mkdir -p /tmp/planted && printf keep > /tmp/victim \
+         && ln -s /tmp/victim /tmp/planted/secret.key.upload-tmp",
+    ))
+    .await
+    .expect("plant");
+    let mut data: &[u8] = b"private key bytes";
+    upload_stream(&pool, &mut data, "/tmp/planted/secret.key")
+        .await
+        .expect("upload");
+    let out = pool
+        .run_checked(&Command::script(
+            "cat /tmp/victim; echo; stat -c '%F %a' /tmp/planted/secret.key; \
+             cat /tmp/planted/secret.key",
+        ))
+        .await
+        .expect("inspect");
+    assert_eq!(
+        out.stdout_text(),
+        "keep\nregular file 600\nprivate key bytes",
+        "the symlink was followed, or the file is not 0600"
+    );
+}
+
+/// Yields `good` bytes, then fails, like a local file that cannot be read to the end.
+struct FailingReader {
+    good: Vec<u8>,
+    sent: bool,
+}
+
+impl tokio::io::AsyncRead for FailingReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.sent {
+            return std::task::Poll::Ready(Err(std::io::Error::other("the disk went away")));
+        }
+        let n = buf.remaining().min(self.good.len());
+        let chunk: Vec<u8> = self.good.drain(..n).collect();
+        buf.put_slice(&chunk);
+        if self.good.is_empty() {
+            self.sent = true;
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn failed_upload_leaves_neither_a_file_nor_a_temp_file() {
+    let sshd = start_sshd().await;
+    let pool = pool(&sshd);
+    let mut reader = FailingReader {
+        good: vec![b'x'; 300_000],
+        sent: false,
+    };
+    let err = upload_stream(&pool, &mut reader, "/tmp/failed/file.bin")
+        .await
+        .expect_err("a stream that fails midway is not a successful upload");
+    assert!(err.to_string().contains("the disk went away"), "{err}");
+    assert!(
+        remote_ls(&pool, "/tmp/failed").await.is_empty(),
+        "a partial file or a temporary file was left behind"
+    );
+}
