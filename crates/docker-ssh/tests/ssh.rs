@@ -622,3 +622,56 @@ async fn failed_upload_leaves_neither_a_file_nor_a_temp_file() {
         "a partial file or a temporary file was left behind"
     );
 }
+
+#[tokio::test]
+async fn set_target_repins_and_readdresses_a_running_pool() {
+    let (first, second) = tokio::join!(start_sshd(), start_sshd());
+    let pool = pool(&first);
+    let hostname = Command::argv(["cat", "/etc/hostname"]);
+    let on_first = pool
+        .run_checked(&hostname)
+        .await
+        .expect("runs")
+        .stdout_trimmed();
+    assert!(first.container.id().starts_with(&on_first), "{on_first}");
+
+    // Re-pinned to a key the server does not have: the next command is refused.
+    let impostor = generate_ed25519().expect("gen").public_key().clone();
+    pool.set_target(SshTarget::new(
+        "127.0.0.1",
+        first.addr.port(),
+        "root",
+        Arc::new(first.client_key.private().clone()),
+        impostor.clone(),
+    ))
+    .await;
+    assert_eq!(pool.target().pinned_host_keys(), [impostor]);
+    let err = pool.run(&hostname).await.expect_err("wrong pin refused");
+    let ExecError::Connection { source, .. } = &err else {
+        panic!("unexpected error {err}");
+    };
+    assert!(
+        matches!(**source, SshError::HostKeyMismatch { .. }),
+        "{source}"
+    );
+
+    // Re-pinned to the right key: works again.
+    pool.set_target(target(&first)).await;
+    pool.run_checked(&hostname)
+        .await
+        .expect("right pin accepted");
+
+    // A new address (and its pin): the pool reconnects there.
+    pool.set_target(target(&second)).await;
+    let on_second = pool
+        .run_checked(&hostname)
+        .await
+        .expect("runs")
+        .stdout_trimmed();
+    assert!(second.container.id().starts_with(&on_second), "{on_second}");
+    assert_ne!(on_first, on_second);
+
+    // Setting the same target again keeps the connection (no reconnect is needed).
+    pool.set_target(target(&second)).await;
+    pool.run_checked(&hostname).await.expect("runs");
+}
