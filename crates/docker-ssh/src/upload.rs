@@ -419,7 +419,9 @@ set -C
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 129' HUP INT TERM PIPE
 cat > "$tmp" || exit
-size=$(wc -c < "$tmp") && len=$((size - {END_MARKER_LEN})) && [ "$len" -ge 0 ]   && [ "$(tail -c {END_MARKER_LEN} "$tmp")" = "{nonce}$(printf %020d "$len")" ]   || {{ echo "upload: the stream to $dest ended early; nothing was installed" >&2; exit 1; }}
+size=$(wc -c < "$tmp") && len=$((size - {END_MARKER_LEN})) && [ "$len" -ge 0 ] \
+  && [ "$(tail -c {END_MARKER_LEN} "$tmp")" = "{nonce}$(printf %020d "$len")" ] \
+  || {{ echo "upload: the stream to $dest ended early; nothing was installed" >&2; exit 1; }}
 dd if=/dev/null of="$tmp" bs=1 seek="$len" 2>/dev/null || exit
 mv -f -- "$tmp" "$dest" || exit
 trap - EXIT"#,

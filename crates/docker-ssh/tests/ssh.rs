@@ -623,16 +623,26 @@ async fn failed_upload_leaves_neither_a_file_nor_a_temp_file() {
     );
 }
 
+/// The container a pool's command ran in, and the connection it came over
+/// (`SSH_CONNECTION`: its client port differs for each new connection).
+async fn where_it_runs(pool: &SshPool) -> (String, String) {
+    let out = pool
+        .run_checked(&Command::script(
+            "cat /etc/hostname; echo \"$SSH_CONNECTION\"",
+        ))
+        .await
+        .expect("runs");
+    let text = out.stdout_text();
+    let mut lines = text.lines().map(str::to_owned);
+    let host = lines.next().unwrap_or_default();
+    (host, lines.next().unwrap_or_default())
+}
+
 #[tokio::test]
 async fn set_target_repins_and_readdresses_a_running_pool() {
     let (first, second) = tokio::join!(start_sshd(), start_sshd());
     let pool = pool(&first);
-    let hostname = Command::argv(["cat", "/etc/hostname"]);
-    let on_first = pool
-        .run_checked(&hostname)
-        .await
-        .expect("runs")
-        .stdout_trimmed();
+    let (on_first, connection) = where_it_runs(&pool).await;
     assert!(first.container.id().starts_with(&on_first), "{on_first}");
 
     // Re-pinned to a key the server does not have: the next command is refused.
@@ -646,7 +656,10 @@ async fn set_target_repins_and_readdresses_a_running_pool() {
     ))
     .await;
     assert_eq!(pool.target().pinned_host_keys(), [impostor]);
-    let err = pool.run(&hostname).await.expect_err("wrong pin refused");
+    let err = pool
+        .run(&Command::argv(["true"]))
+        .await
+        .expect_err("wrong pin refused");
     let ExecError::Connection { source, .. } = &err else {
         panic!("unexpected error {err}");
     };
@@ -655,23 +668,19 @@ async fn set_target_repins_and_readdresses_a_running_pool() {
         "{source}"
     );
 
-    // Re-pinned to the right key: works again.
+    // Re-pinned to the right key: works again, on a new connection.
     pool.set_target(target(&first)).await;
-    pool.run_checked(&hostname)
-        .await
-        .expect("right pin accepted");
+    let (host, reconnected) = where_it_runs(&pool).await;
+    assert_eq!(host, on_first);
+    assert_ne!(reconnected, connection, "the connection was not remade");
+
+    // Setting the same target again keeps the connection.
+    pool.set_target(target(&first)).await;
+    assert_eq!(where_it_runs(&pool).await, (host, reconnected));
 
     // A new address (and its pin): the pool reconnects there.
     pool.set_target(target(&second)).await;
-    let on_second = pool
-        .run_checked(&hostname)
-        .await
-        .expect("runs")
-        .stdout_trimmed();
+    let (on_second, _) = where_it_runs(&pool).await;
     assert!(second.container.id().starts_with(&on_second), "{on_second}");
     assert_ne!(on_first, on_second);
-
-    // Setting the same target again keeps the connection (no reconnect is needed).
-    pool.set_target(target(&second)).await;
-    pool.run_checked(&hostname).await.expect("runs");
 }
