@@ -3,6 +3,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use time::OffsetDateTime;
+
 use vps_primitives::{
     OsId, PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId,
 };
@@ -73,6 +75,9 @@ pub struct InstanceInfo {
     pub tags: Vec<Tag>,
     /// Its main IPv4 address, once it has one.
     pub address: Option<IpAddr>,
+    /// When the provider created it (Vultr's `date_created`, a local VPS container's
+    /// creation time), if the provider says; leak cleanup compares it with a cut-off.
+    pub created_at: Option<OffsetDateTime>,
 }
 
 /// The progress of a snapshot.
@@ -162,6 +167,13 @@ pub enum VpsClientError {
         /// What is missing.
         message: String,
     },
+    /// The instance is being destroyed, so waiting for it to become active cannot help.
+    /// Not [transient](VpsClientError::is_transient).
+    #[error("instance {id} is being destroyed, so it will never become active")]
+    Destroying {
+        /// The instance.
+        id: VpsInstanceId,
+    },
     /// A wait ran past its deadline.
     #[error("instance {id} was not {wanted} after {waited_secs:.0}s; last seen {last_seen}")]
     Timeout {
@@ -231,6 +243,7 @@ mod tests {
                 status: 400,
                 message: "bad plan".into(),
             },
+            VpsClientError::Destroying { id: id.clone() },
             VpsClientError::Timeout {
                 id,
                 wanted: "active",

@@ -18,7 +18,6 @@ use vps_docker_provider::{
 };
 use vps_primitives::{HostName, ProviderName};
 
-
 struct Account {
     name: String,
     provider: VpsDockerProvider,
@@ -49,6 +48,7 @@ fn account(image: &str, tag: &str) -> Account {
     let config = VpsDockerProviderConfig {
         default_image: image.to_owned(),
         state_image: image.to_owned(),
+        default_os_id: local_vps::LocalOs::DOCKER_READY_ID.0,
         ..VpsDockerProviderConfig::default()
     };
     let provider = VpsDockerProvider::new(

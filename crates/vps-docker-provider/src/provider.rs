@@ -18,12 +18,12 @@ use host_store::{
 };
 use tokio::time::Instant;
 use vps_client::{
-    Backoff, CreateInstanceRequest, InstanceInfo, UserData, VpsClient, VpsClientError, WaitOptions,
+    CreateInstanceRequest, InstanceInfo, UserData, VpsClient, VpsClientError, WaitOptions,
     probe_tcp_banner, wait_until_active,
 };
 use vps_primitives::{
-    HOST_ID_TAG_KEY, HostId, HostName, LABEL_HOST_ID, OsId, PlanId, ProviderName, RegionId, Tag,
-    VPS_LABEL_PREFIX, VpsInstanceId, VpsInstanceStatus, host_volume_name, vps_label,
+    Backoff, HOST_ID_TAG_KEY, HostId, HostName, LABEL_HOST_ID, OsId, PlanId, ProviderName,
+    RegionId, Tag, VPS_LABEL_PREFIX, VpsInstanceId, VpsInstanceStatus, host_volume_name, vps_label,
 };
 
 use crate::config::{VpsDockerProviderConfig, check_image_name};
@@ -1205,11 +1205,18 @@ pub(crate) fn render_user_data(
     Ok(UserData::new(config.render().into_string()))
 }
 
+/// Pauses between the lifecycle's own retries (from the toolkit's one [`Backoff`]).
+fn retry_pauses() -> vps_primitives::Delays {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(2))
+        .with_jitter(0.2)
+        .delays()
+}
+
 /// Connects `pool`, retrying what may pass (refused connections, a server that rejects
 /// our key before cloud-init installed it, a reloading sshd still serving its old key)
 /// until `deadline`.
 pub(crate) async fn connect_until(pool: &SshPool, deadline: Instant) -> Result<(), StepError> {
-    let mut delays = Backoff::default().delays();
+    let mut delays = retry_pauses();
     loop {
         match pool.connect().await {
             Ok(()) => return Ok(()),
@@ -1219,10 +1226,10 @@ pub(crate) async fn connect_until(pool: &SshPool, deadline: Instant) -> Result<(
                         e,
                         SshError::AuthRejected { .. } | SshError::HostKeyMismatch { .. }
                     );
-                let delay = delays.next().unwrap_or(Duration::from_secs(1));
-                if !retry || Instant::now() + delay > deadline {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let Some(delay) = delays.next_within(remaining).filter(|_| retry) else {
                     return Err(e.into());
-                }
+                };
                 tracing::debug!(error = %e, ?delay, "connect failed; retrying");
                 tokio::time::sleep(delay).await;
             }
@@ -1234,7 +1241,7 @@ pub(crate) async fn connect_until(pool: &SshPool, deadline: Instant) -> Result<(
 /// Docker. A dropped connection is retried until the deadline.
 pub(crate) async fn wait_cloud_init(pool: &SshPool, timeout: Duration) -> Result<(), StepError> {
     let deadline = Instant::now() + timeout;
-    let mut delays = Backoff::default().delays();
+    let mut delays = retry_pauses();
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let command = Command::script(plan::cloud_init_wait_script())
@@ -1258,11 +1265,11 @@ pub(crate) async fn wait_cloud_init(pool: &SshPool, timeout: Duration) -> Result
                 )));
             }
             Err(e) => {
-                let delay = delays.next().unwrap_or(Duration::from_secs(1));
-                if Instant::now() + delay > deadline {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let Some(delay) = delays.next_within(remaining) else {
                     return Err(e.into());
-                }
-                tracing::debug!(error = %e, "cloud-init wait interrupted; retrying");
+                };
+                tracing::debug!(error = %e, ?delay, "cloud-init wait interrupted; retrying");
                 tokio::time::sleep(delay).await;
             }
         }

@@ -73,6 +73,9 @@ impl Bed {
             vps_boot_timeout: 240.0,
             docker_install_timeout: 240.0,
             discovery_connect_timeout: 5.0,
+            // Debian 12 with Docker installed, as a cloud's Docker image (the fresh
+            // image installs docker.io at first boot, which takes longer).
+            default_os_id: local_vps::LocalOs::DOCKER_READY_ID.0,
             ..VpsDockerProviderConfig::default()
         };
         adjust(&mut config);
