@@ -97,7 +97,7 @@ impl LocalVpsClient {
     }
 
     /// Starts a stopped VPS. Its published ports change: ask
-    /// [`VpsClient::socket_addr`] again.
+    /// [`VpsClient::socket_addr`](vps_client::VpsClient::socket_addr) again.
     #[tracing::instrument(skip(self), fields(instance = %id))]
     pub async fn start_instance(&self, id: &VpsInstanceId) -> Result<(), VpsClientError> {
         let c = self.require_instance(id).await?;
