@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_init::{CloudConfig, HostKey};
-use docker_ssh::{Command, Docker, Executor, SshConfig, SshPool, SshTarget, wait_for_sshd};
+use docker_ssh::{
+    Command, Docker, Executor, ImageTransfer, LocalExecutor, ObjectKind, SshConfig, SshPool,
+    SshTarget, wait_for_sshd,
+};
 use local_vps::{LocalOs, LocalVpsClient};
 use testbed::{CmdOutput, Image, KeyPair};
 use vps_client::{
@@ -198,37 +201,57 @@ async fn metadata_from_container(vps: &Booted, base: &str) -> CmdOutput {
 
 async fn load_base(client: &LocalVpsClient, id: &VpsInstanceId) -> String {
     let base = testbed::image(Image::Base);
-    let loaded = client
+    let done = client
         .preload_image(id, &base)
         .await
         .expect("preload_image");
+    let ImageTransfer::Copied { loaded, .. } = &done else {
+        panic!("a new VPS has no {base}, so it is copied: {done:?}");
+    };
     assert!(loaded.contains(&base), "docker load said {loaded:?}");
+    let again = client
+        .preload_image(id, &base)
+        .await
+        .expect("preload_image again");
+    assert_eq!(
+        again,
+        ImageTransfer::AlreadyPresent {
+            id: done.id().to_owned()
+        },
+        "the VPS has the image with the same id: nothing is sent"
+    );
+    base
+}
+
+/// Loads the base image the way a real VPS gets one: `docker save` here streamed into
+/// `docker load` over SSH, with `docker-ssh`'s `Docker::copy_image_to`.
+async fn load_base_over_ssh(vps: &Booted) -> String {
+    let base = testbed::image(Image::Base);
+    let here = Docker::new(Arc::new(LocalExecutor::new()));
+    let there = vps.ssh.docker();
+    let done = here
+        .copy_image_to(&base, &there)
+        .await
+        .expect("docker save | docker load over SSH");
+    let ImageTransfer::Copied { id, loaded } = &done else {
+        panic!("a new VPS has no {base}, so it is copied: {done:?}");
+    };
+    assert!(loaded.contains(&base), "docker load said {loaded:?}");
+    let there_id = there
+        .inspect_format(ObjectKind::Image, &base, "{{.Id}}")
+        .await
+        .expect("docker image inspect over SSH");
+    assert_eq!(
+        there_id.as_deref(),
+        Some(id.as_str()),
+        "the same image arrived"
+    );
+    let again = here.copy_image_to(&base, &there).await.expect("again");
+    assert!(!again.copied(), "skipped when present: {again:?}");
     base
 }
 
 /// Destroys the VPS and deletes its key, then checks both are gone.
-/// Loads the base image the way a real VPS gets one: `docker save` here, `docker load`
-/// over SSH with `docker-ssh`'s builder.
-async fn load_base_over_ssh(vps: &Booted) -> String {
-    let base = testbed::image(Image::Base);
-    let mut save = tokio::process::Command::new("docker")
-        .args(["save", &base])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("docker save");
-    let mut tar = save.stdout.take().expect("stdout");
-    let loaded = vps
-        .ssh
-        .docker()
-        .load(&mut tar)
-        .await
-        .expect("docker load over SSH");
-    assert!(save.wait().await.expect("docker save exits").success());
-    assert!(loaded.contains(&base), "docker load said {loaded:?}");
-    base
-}
-
 async fn destroy_and_check(client: &LocalVpsClient, id: &VpsInstanceId, key: &SshKeyId) {
     client.destroy_instance(id).await.expect("destroy_instance");
     assert!(matches!(

@@ -3,6 +3,7 @@
 
 mod cli;
 mod parse;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use parse::{
     parse_container_id, parse_container_inspect, parse_image_id, parse_lines, parse_load, parse_ps,
     parse_volume_inspect,
 };
+pub use transfer::{ImageTransfer, ImageTransferError};
 
 use crate::command::{Command, Output};
 use crate::error::ExecError;

@@ -1,9 +1,10 @@
 //! How failures become [`VpsClientError`]s: what was being done and, when the engine
 //! itself is the problem, what to do about it.
 
-use docker_ssh::{DockerError, ExecError};
+use docker_ssh::{DockerError, ExecError, ImageTransferError};
 use local_vps_images::{Image, ImageError};
 use vps_client::VpsClientError;
+use vps_primitives::VpsInstanceId;
 
 pub(super) fn not_found(kind: &'static str, id: impl ToString) -> VpsClientError {
     VpsClientError::NotFound {
@@ -61,6 +62,20 @@ pub(super) fn image_error(image: Image, e: ImageError) -> VpsClientError {
             "local-vps: the image {} is missing and could not be built: {e}",
             image.name()
         ),
+        source: Some(Box::new(e)),
+    }
+}
+
+/// A failed [`preload_image`](super::LocalVpsClient::preload_image): the transfer error
+/// names the image and both engines; a failed load most often means the VPS's engine is
+/// not up yet.
+pub(super) fn transfer_error(id: &VpsInstanceId, e: ImageTransferError) -> VpsClientError {
+    let hint = match &e {
+        ImageTransferError::Load { .. } => " (is Docker running in the VPS yet?)",
+        _ => "",
+    };
+    VpsClientError::Backend {
+        message: format!("local-vps: loading an image into {id} failed: {e}{hint}"),
         source: Some(Box::new(e)),
     }
 }

@@ -1,13 +1,16 @@
 //! The images fake VPSes run (built when missing, remembered once seen) and copying
 //! local images into a VPS's engine.
 
-use docker_ssh::{ExecOptions, Executor as _, PULL_TIMEOUT, check_output, parse_load};
+use std::sync::Arc;
+
+use docker_ssh::{Docker, ImageTransfer};
 use local_vps_images::{Image, Privilege, ensure_image};
 use vps_client::VpsClientError;
 use vps_primitives::VpsInstanceId;
 
 use super::LocalVpsClient;
-use super::errors::{engine_error, image_error};
+use super::errors::{image_error, transfer_error};
+use super::in_vps::InVps;
 use crate::config::LocalOs;
 
 impl LocalVpsClient {
@@ -53,20 +56,22 @@ impl LocalVpsClient {
         })?
     }
 
-    /// Copies a local image into the VPS's Docker engine: `docker save IMAGE` here, piped
-    /// into `docker load` inside the VPS. Returns what `docker load` reports.
+    /// Copies a local image into the VPS's Docker engine with
+    /// [`Docker::copy_image_to`]: `docker save IMAGE` here, streamed into `docker load`
+    /// inside the VPS, skipped when the VPS has the image with the same id already.
     ///
     /// No engine on a VPS can pull (there is no registry), so tests and local hosts load
-    /// what they need this way. It goes through the local engine, not the network: a
-    /// cloud has no such path (there, `docker load` over SSH does the same). The VPS must
-    /// be running with its Docker engine up (on [`LocalOs::FreshDebian12`], after the
+    /// what they need this way. It goes through the local engine (`docker exec` into the
+    /// VPS), not the network: a cloud has no such path (there, the same
+    /// [`Docker::copy_image_to`] to an `SshPool` of the VPS does it). The VPS must be
+    /// running with its Docker engine up (on [`LocalOs::FreshDebian12`], after the
     /// user_data installed it).
     #[tracing::instrument(skip(self), fields(instance = %id))]
     pub async fn preload_image(
         &self,
         id: &VpsInstanceId,
         image: &str,
-    ) -> Result<Vec<String>, VpsClientError> {
+    ) -> Result<ImageTransfer, VpsClientError> {
         let c = self.require_instance(id).await?;
         if !c.state.running {
             return Err(VpsClientError::NotReady {
@@ -74,34 +79,10 @@ impl LocalVpsClient {
                 message: format!("it is {}; start it before loading images", c.state.status),
             });
         }
-        // `docker save` here, piped into `docker load` in the VPS. Each side drops its end
-        // of the pipe when done, so the other sees EOF (or a broken pipe) and stops too.
-        let (mut tar_in, mut tar_out) = tokio::io::duplex(256 * 1024);
-        let docker = &self.docker;
-        let save = async move {
-            let saved = docker.save(image, &mut tar_in).await;
-            drop(tar_in);
-            saved
-        };
-        let load = docker.cli().exec(
-            &ExecOptions::argv(&c.id, ["docker", "load"])
-                .interactive()
-                .timeout(PULL_TIMEOUT),
-        );
-        let loading = async {
-            let loaded = docker.executor().run_with_stdin(&load, &mut tar_out).await;
-            drop(tar_out);
-            loaded
-        };
-        let (saved, loaded) = tokio::join!(save, loading);
-        let out = loaded.map_err(|e| engine_error(format_args!("loading {image} into {id}"), e))?;
-        let out = check_output(&docker.executor().target(), &load, out).map_err(|e| {
-            engine_error(
-                format_args!("loading {image} into {id} (is Docker running in the VPS yet?)"),
-                e,
-            )
-        })?;
-        saved.map_err(|e| engine_error(format_args!("saving {image} with `docker save`"), e))?;
-        Ok(parse_load(&out.stdout_text()))
+        let vps = Docker::new(Arc::new(InVps::new(&c.id)));
+        self.docker
+            .copy_image_to(image, &vps)
+            .await
+            .map_err(|e| transfer_error(id, e))
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! The client is split by concern: [`errors`] (how failures are reported), [`keys`] (SSH
 //! key records), [`ports`] (what is published where), [`images`] (the image cache and
-//! `preload_image`), [`lifecycle`] (create, start, stop, read, remove) and [`snapshots`].
-//! This file holds the client itself and the [`VpsClient`] impl, which only delegates.
+//! `preload_image`, which reaches the VPS's engine through [`in_vps`]), [`lifecycle`]
+//! (create, start, stop, read, remove) and [`snapshots`]. This file holds the client
+//! itself and the [`VpsClient`] impl, which only delegates.
 
 mod errors;
 mod images;
+mod in_vps;
 mod keys;
 mod lifecycle;
 mod ports;
