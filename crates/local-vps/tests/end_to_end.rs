@@ -641,3 +641,84 @@ async fn snapshot_restores_disk_and_inner_images() {
         .is_empty()
     );
 }
+
+/// The files, in any layer of `image`, whose content holds `needle`: `docker save`, then
+/// every layer unpacked and searched with `grep -rlF` (a file deleted by an upper layer
+/// is still found in the layer that holds it).
+fn layer_files_containing(image: &str, needle: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = r#"set -eu
+cd "$1"
+mkdir saved layer
+docker save "$2" | tar -x -C saved
+find saved -type f | while read -r blob; do
+    # Layers are tars; the image's JSON files are not, and unpack to nothing.
+    tar -x -f "$blob" -C layer --no-same-owner --exclude='dev/*' 2>/dev/null || true
+    grep -rlF -- "$3" layer | sed "s|^layer/||" || true
+    rm -rf layer && mkdir layer
+done
+"#;
+    let out = std::process::Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(dir.path())
+        .args([image, needle])
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "scanning {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn snapshot_images_do_not_carry_the_seed_or_its_private_host_key() {
+    let client = client();
+    let _guard = Guard::new(&client);
+    let vps = boot(&client, "e2e-snap-seed", LocalOs::DockerReady, our_document).await;
+    cloud_init_done(&vps.ssh).await;
+    // The user_data's private host key, as the seed holds it: its longest base64 line.
+    let private = vps.host.private_openssh();
+    let needle = private
+        .lines()
+        .max_by_key(|l| l.len())
+        .expect("a PEM has lines")
+        .to_owned();
+    assert!(vps.user_data.contains(&needle), "the seed holds the key");
+    let snapshot = client
+        .create_snapshot(&vps.id, "e2e: no seed")
+        .await
+        .expect("create_snapshot");
+    let image = format!("{}:{snapshot}", local_vps::SNAPSHOT_REPOSITORY);
+
+    let found = layer_files_containing(&image, &needle);
+    eprintln!("files holding the old private host key in {image}: {found:?}");
+    let seed: Vec<&String> = found
+        .iter()
+        .filter(|p| p.starts_with("var/lib/cloud/seed/"))
+        .collect();
+    assert!(
+        seed.is_empty(),
+        "the snapshot image carries the NoCloud seed with the private host key: {seed:?}"
+    );
+    // What is left is the VPS's own disk, as in any cloud's disk snapshot: the installed
+    // host key and cloud-init's record of the instance's user_data (a VPS made from the
+    // snapshot gets a new instance id, so cloud-init replaces the host key).
+    for path in &found {
+        assert!(
+            path == "etc/ssh/ssh_host_ed25519_key" || path.starts_with("var/lib/cloud/instances/"),
+            "{path} holds the old private host key"
+        );
+    }
+
+    vps.ssh.close().await;
+    destroy_and_check(&client, &vps.id, &vps.key).await;
+    client
+        .delete_snapshot(&snapshot)
+        .await
+        .expect("delete_snapshot");
+}

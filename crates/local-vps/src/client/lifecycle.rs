@@ -189,9 +189,19 @@ impl LocalVpsClient {
             .await?;
         }
 
+        // The seed lives on a volume of its own, not in the container's writable layer,
+        // so `docker commit` (a snapshot) never captures it: it holds the private host key.
+        let mut labels = self.owned(Kind::SeedVolume);
+        labels.push(instance.clone());
+        self.docker
+            .volume_create(&names.seed_volume, &labels)
+            .await
+            .map_err(|e| engine_error("creating the VPS's seed volume", e))?;
+
         let hostname = hostname_for(&request.label);
         let mut options = RunOptions::new(image, &names.container)
-            .volume(VolumeMount::new(&names.docker_volume, "/var/lib/docker"));
+            .volume(VolumeMount::new(&names.docker_volume, "/var/lib/docker"))
+            .volume(VolumeMount::new(&names.seed_volume, SEED_DIR));
         for port in ports {
             options = options.port(PortMapping::new(*port).host_ip(Ipv4Addr::LOCALHOST.into()));
         }

@@ -60,6 +60,8 @@ impl std::fmt::Debug for LocalVpsClient {
 struct Names {
     container: String,
     docker_volume: String,
+    /// The volume holding the NoCloud seed (see [`crate::seed`]).
+    seed_volume: String,
     network: String,
 }
 
@@ -68,6 +70,7 @@ impl Names {
         Self {
             container: id.as_str().to_owned(),
             docker_volume: format!("{id}-docker"),
+            seed_volume: format!("{id}-seed"),
             network: format!("{id}-net"),
         }
     }
