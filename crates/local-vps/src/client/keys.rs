@@ -4,33 +4,19 @@
 use std::collections::BTreeMap;
 
 use vps_client::{SshKeyInfo, VpsClientError};
-use vps_primitives::SshKeyId;
+use vps_primitives::{PublicKeyLine, SshKeyId};
 
 use super::LocalVpsClient;
 use super::errors::{engine_error, invalid, not_found};
 use super::random_hex;
 use crate::labels::{KEY_NAME_LABEL, KEY_PUBLIC_LABEL, Kind, SSH_KEY_LABEL};
 
-/// Checks an OpenSSH public key line: `type base64 [comment]`, one line.
+/// Checks an OpenSSH public key line with the toolkit's one check ([`PublicKeyLine`]);
+/// returns it normalised.
 pub(super) fn validate_public_key(key: &str) -> Result<String, VpsClientError> {
-    let key = key.trim();
-    let mut words = key.split_whitespace();
-    let (Some(kind), Some(blob)) = (words.next(), words.next()) else {
-        return Err(invalid(
-            "the SSH public key must be one OpenSSH line: `<type> <base64> [comment]`",
-        ));
-    };
-    let known =
-        kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
-    let base64 = blob
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
-    if !known || !base64 || key.contains(['\n', '\r']) {
-        return Err(invalid(format!(
-            "not an OpenSSH public key line (type {kind:?}): expected e.g. `ssh-ed25519 AAAA… comment`"
-        )));
-    }
-    Ok(key.to_owned())
+    PublicKeyLine::parse(key)
+        .map(String::from)
+        .map_err(|e| invalid(e.to_string()))
 }
 
 impl LocalVpsClient {
