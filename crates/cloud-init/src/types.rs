@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use vps_primitives::InvalidValue;
+use vps_primitives::{InvalidValue, PublicKeyLine};
 
 /// The VPS's SSH host key pair (Ed25519), which the client pins before it first connects.
 ///
@@ -48,25 +48,22 @@ impl HostKey {
                 ),
             });
         }
-        let public = AuthorizedKey::parse(public)
-            .map_err(|e| InvalidValue {
-                kind: "SSH host public key",
-                ..e
-            })?
-            .0;
-        let mut fields = public.split(' ');
-        let (Some("ssh-ed25519"), Some(blob)) = (fields.next(), fields.next()) else {
+        let public = PublicKeyLine::parse(public).map_err(|e| InvalidValue {
+            kind: "SSH host public key",
+            ..e
+        })?;
+        if public.key_type() != "ssh-ed25519" {
             return Err(InvalidValue::new(
                 "SSH host public key",
-                &public,
+                public.as_str(),
                 "must be an `ssh-ed25519 <base64>` line",
             ));
-        };
+        }
         let mut private_text = lines.join("\n");
         private_text.push('\n');
         Ok(Self {
             private_openssh: private_text,
-            public: format!("ssh-ed25519 {blob}"),
+            public: public.without_comment().to_owned(),
         })
     }
 
@@ -94,7 +91,8 @@ fn is_base64_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
 }
 
-/// One public key for root's `authorized_keys`: `<type> <base64> [comment]` on one line.
+/// One public key for root's `authorized_keys`: `<type> <base64> [comment]` on one line
+/// (checked by [`PublicKeyLine`], the toolkit's one public-key line check).
 ///
 /// ```
 /// use cloud_init::AuthorizedKey;
@@ -102,41 +100,23 @@ fn is_base64_byte(b: u8) -> bool {
 /// assert!(AuthorizedKey::parse("ssh-ed25519 AAAA\nssh-rsa BBBB").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub struct AuthorizedKey(String);
+pub struct AuthorizedKey(PublicKeyLine);
 
 impl AuthorizedKey {
     /// Checks one OpenSSH public key line (surrounding white space is trimmed).
     pub fn parse(line: &str) -> Result<Self, InvalidValue> {
-        const KIND: &str = "SSH public key";
-        let line = line.trim();
-        if line.contains(['\n', '\r', '\0']) {
-            return Err(InvalidValue::new(KIND, line, "must be a single line"));
-        }
-        let mut fields = line.split_whitespace();
-        let key_type = fields.next().unwrap_or("");
-        let blob = fields.next().unwrap_or("");
-        let type_ok = key_type.starts_with("ssh-")
-            || key_type.starts_with("ecdsa-sha2-")
-            || key_type.starts_with("sk-");
-        if !type_ok || blob.is_empty() || !blob.bytes().all(is_base64_byte) {
-            return Err(InvalidValue::new(
-                KIND,
-                line,
-                "must be `<type> <base64> [comment]`, e.g. `ssh-ed25519 AAAA… me@host`",
-            ));
-        }
-        let comment: Vec<&str> = fields.collect();
-        let mut text = format!("{key_type} {blob}");
-        if !comment.is_empty() {
-            text.push(' ');
-            text.push_str(&comment.join(" "));
-        }
-        Ok(Self(text))
+        PublicKeyLine::parse(line).map(Self)
     }
 
     /// The line.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
+    }
+}
+
+impl From<PublicKeyLine> for AuthorizedKey {
+    fn from(key: PublicKeyLine) -> Self {
+        Self(key)
     }
 }
 

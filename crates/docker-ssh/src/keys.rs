@@ -86,13 +86,18 @@ pub fn public_key_line(key: &PublicKey) -> String {
         .unwrap_or_else(|_| format!("{} <unencodable>", key.algorithm()))
 }
 
-/// Parses a public key line (`ssh-ed25519 AAAA… [comment]`).
+/// Parses a public key line (`ssh-ed25519 AAAA… [comment]`): the toolkit's one
+/// text-level check ([`vps_primitives::PublicKeyLine`]: one line, a known type, base64),
+/// then the key itself decoded with russh.
 pub fn parse_public_key(line: &str) -> Result<PublicKey, KeyError> {
-    PublicKey::from_openssh(line.trim()).map_err(|e| KeyError::Parse {
+    let parse_error = |detail: String| KeyError::Parse {
         path: PathBuf::from("<inline>"),
         kind: "public",
-        detail: e.to_string(),
-    })
+        detail,
+    };
+    let line =
+        vps_primitives::PublicKeyLine::parse(line).map_err(|e| parse_error(e.to_string()))?;
+    PublicKey::from_openssh(line.as_str()).map_err(|e| parse_error(e.to_string()))
 }
 
 /// The private key in OpenSSH format (`-----BEGIN OPENSSH PRIVATE KEY-----`). The text

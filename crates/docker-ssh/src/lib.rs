@@ -116,9 +116,9 @@ pub use command::{Command, CommandBody, ExitStatus, Output, OutputStream, REDACT
 pub use docker::{
     BUILD_TIMEOUT, BuildContext, BuildOptions, CommitOptions, ContainerConfig, ContainerInfo,
     ContainerState, DEFAULT_TIMEOUT, Docker, DockerCli, DockerError, EXEC_TIMEOUT, ExecOptions,
-    NetworkSettings, ObjectKind, PULL_TIMEOUT, ParseError, PortBinding, PortMapping, Protocol,
-    PsEntry, PsFilter, PullPolicy, RUN_TIMEOUT, Removed, RestartPolicy, RunOptions, STOP_MARGIN,
-    VolumeInfo, VolumeMount, is_no_such_object, parse_load,
+    ImageTransfer, ImageTransferError, NetworkSettings, ObjectKind, PULL_TIMEOUT, ParseError,
+    PortBinding, PortMapping, Protocol, PsEntry, PsFilter, PullPolicy, RUN_TIMEOUT, Removed,
+    RestartPolicy, RunOptions, STOP_MARGIN, VolumeInfo, VolumeMount, is_no_such_object, parse_load,
 };
 pub use error::{ExecError, SshError};
 pub use executor::{ExecIo, Executor, LineCallback, check_output};

@@ -47,6 +47,9 @@ pub enum Kind {
     Instance,
     /// The volume behind an instance's `/var/lib/docker`.
     DockerVolume,
+    /// The volume holding an instance's NoCloud seed (its user_data, with the private
+    /// host key), kept out of the container's own filesystem so snapshots never carry it.
+    SeedVolume,
     /// The network an instance is attached to.
     Network,
     /// An SSH key record (an empty volume whose labels hold the key).
@@ -66,6 +69,7 @@ impl Kind {
         match self {
             Kind::Instance => "instance",
             Kind::DockerVolume => "docker-volume",
+            Kind::SeedVolume => "seed-volume",
             Kind::Network => "network",
             Kind::SshKey => "ssh-key",
             Kind::Snapshot => "snapshot",

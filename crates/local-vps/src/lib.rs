@@ -49,4 +49,6 @@ mod seed;
 
 pub use client::{LocalVpsClient, SNAPSHOT_REPOSITORY};
 pub use config::{LocalOs, LocalVpsConfig, ProgressFn};
+/// What [`LocalVpsClient::preload_image`] did (copied, or the VPS had the image already).
+pub use docker_ssh::ImageTransfer;
 pub use labels::{ACCOUNT_LABEL, INSTANCE_LABEL, KIND_LABEL};

@@ -7,7 +7,9 @@
 
 use vps_primitives::VpsInstanceId;
 
-/// The seed directory inside the fake VPS image.
+/// The seed directory inside the fake VPS. The seed is written to a volume mounted
+/// here, never to the container's own filesystem, so a snapshot (`docker commit`) does
+/// not carry it, as a cloud's snapshot of a disk does not carry the seed it booted from.
 pub(crate) const SEED_DIR: &str = "/var/lib/cloud/seed/nocloud";
 
 /// The `meta-data` file: JSON, which is YAML, so cloud-init reads it as is.

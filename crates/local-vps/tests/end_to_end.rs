@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_init::{CloudConfig, HostKey};
-use docker_ssh::{Command, Docker, Executor, SshConfig, SshPool, SshTarget, wait_for_sshd};
+use docker_ssh::{
+    Command, Docker, Executor, ImageTransfer, LocalExecutor, ObjectKind, SshConfig, SshPool,
+    SshTarget, wait_for_sshd,
+};
 use local_vps::{LocalOs, LocalVpsClient};
 use testbed::{CmdOutput, Image, KeyPair};
 use vps_client::{
@@ -198,37 +201,57 @@ async fn metadata_from_container(vps: &Booted, base: &str) -> CmdOutput {
 
 async fn load_base(client: &LocalVpsClient, id: &VpsInstanceId) -> String {
     let base = testbed::image(Image::Base);
-    let loaded = client
+    let done = client
         .preload_image(id, &base)
         .await
         .expect("preload_image");
+    let ImageTransfer::Copied { loaded, .. } = &done else {
+        panic!("a new VPS has no {base}, so it is copied: {done:?}");
+    };
     assert!(loaded.contains(&base), "docker load said {loaded:?}");
+    let again = client
+        .preload_image(id, &base)
+        .await
+        .expect("preload_image again");
+    assert_eq!(
+        again,
+        ImageTransfer::AlreadyPresent {
+            id: done.id().to_owned()
+        },
+        "the VPS has the image with the same id: nothing is sent"
+    );
+    base
+}
+
+/// Loads the base image the way a real VPS gets one: `docker save` here streamed into
+/// `docker load` over SSH, with `docker-ssh`'s `Docker::copy_image_to`.
+async fn load_base_over_ssh(vps: &Booted) -> String {
+    let base = testbed::image(Image::Base);
+    let here = Docker::new(Arc::new(LocalExecutor::new()));
+    let there = vps.ssh.docker();
+    let done = here
+        .copy_image_to(&base, &there)
+        .await
+        .expect("docker save | docker load over SSH");
+    let ImageTransfer::Copied { id, loaded } = &done else {
+        panic!("a new VPS has no {base}, so it is copied: {done:?}");
+    };
+    assert!(loaded.contains(&base), "docker load said {loaded:?}");
+    let there_id = there
+        .inspect_format(ObjectKind::Image, &base, "{{.Id}}")
+        .await
+        .expect("docker image inspect over SSH");
+    assert_eq!(
+        there_id.as_deref(),
+        Some(id.as_str()),
+        "the same image arrived"
+    );
+    let again = here.copy_image_to(&base, &there).await.expect("again");
+    assert!(!again.copied(), "skipped when present: {again:?}");
     base
 }
 
 /// Destroys the VPS and deletes its key, then checks both are gone.
-/// Loads the base image the way a real VPS gets one: `docker save` here, `docker load`
-/// over SSH with `docker-ssh`'s builder.
-async fn load_base_over_ssh(vps: &Booted) -> String {
-    let base = testbed::image(Image::Base);
-    let mut save = tokio::process::Command::new("docker")
-        .args(["save", &base])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("docker save");
-    let mut tar = save.stdout.take().expect("stdout");
-    let loaded = vps
-        .ssh
-        .docker()
-        .load(&mut tar)
-        .await
-        .expect("docker load over SSH");
-    assert!(save.wait().await.expect("docker save exits").success());
-    assert!(loaded.contains(&base), "docker load said {loaded:?}");
-    base
-}
-
 async fn destroy_and_check(client: &LocalVpsClient, id: &VpsInstanceId, key: &SshKeyId) {
     client.destroy_instance(id).await.expect("destroy_instance");
     assert!(matches!(
@@ -617,4 +640,85 @@ async fn snapshot_restores_disk_and_inner_images() {
         ])
         .is_empty()
     );
+}
+
+/// The files, in any layer of `image`, whose content holds `needle`: `docker save`, then
+/// every layer unpacked and searched with `grep -rlF` (a file deleted by an upper layer
+/// is still found in the layer that holds it).
+fn layer_files_containing(image: &str, needle: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = r#"set -eu
+cd "$1"
+mkdir saved layer
+docker save "$2" | tar -x -C saved
+find saved -type f | while read -r blob; do
+    # Layers are tars; the image's JSON files are not, and unpack to nothing.
+    tar -x -f "$blob" -C layer --no-same-owner --exclude='dev/*' 2>/dev/null || true
+    grep -rlF -- "$3" layer | sed "s|^layer/||" || true
+    rm -rf layer && mkdir layer
+done
+"#;
+    let out = std::process::Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(dir.path())
+        .args([image, needle])
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "scanning {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn snapshot_images_do_not_carry_the_seed_or_its_private_host_key() {
+    let client = client();
+    let _guard = Guard::new(&client);
+    let vps = boot(&client, "e2e-snap-seed", LocalOs::DockerReady, our_document).await;
+    cloud_init_done(&vps.ssh).await;
+    // The user_data's private host key, as the seed holds it: its longest base64 line.
+    let private = vps.host.private_openssh();
+    let needle = private
+        .lines()
+        .max_by_key(|l| l.len())
+        .expect("a PEM has lines")
+        .to_owned();
+    assert!(vps.user_data.contains(&needle), "the seed holds the key");
+    let snapshot = client
+        .create_snapshot(&vps.id, "e2e: no seed")
+        .await
+        .expect("create_snapshot");
+    let image = format!("{}:{snapshot}", local_vps::SNAPSHOT_REPOSITORY);
+
+    let found = layer_files_containing(&image, &needle);
+    eprintln!("files holding the old private host key in {image}: {found:?}");
+    let seed: Vec<&String> = found
+        .iter()
+        .filter(|p| p.starts_with("var/lib/cloud/seed/"))
+        .collect();
+    assert!(
+        seed.is_empty(),
+        "the snapshot image carries the NoCloud seed with the private host key: {seed:?}"
+    );
+    // What is left is the VPS's own disk, as in any cloud's disk snapshot: the installed
+    // host key and cloud-init's record of the instance's user_data (a VPS made from the
+    // snapshot gets a new instance id, so cloud-init replaces the host key).
+    for path in &found {
+        assert!(
+            path == "etc/ssh/ssh_host_ed25519_key" || path.starts_with("var/lib/cloud/instances/"),
+            "{path} holds the old private host key"
+        );
+    }
+
+    vps.ssh.close().await;
+    destroy_and_check(&client, &vps.id, &vps.key).await;
+    client
+        .delete_snapshot(&snapshot)
+        .await
+        .expect("delete_snapshot");
 }

@@ -224,8 +224,8 @@ impl FakeVps {
     }
 
     /// Copies a local image into the VPS's Docker engine (`local-vps`'s `preload_image`);
-    /// returns what `docker load` reports.
-    pub async fn preload_image(&self, image: &str) -> Vec<String> {
+    /// returns what was done (copied, with what `docker load` reported, or already there).
+    pub async fn preload_image(&self, image: &str) -> docker_ssh::ImageTransfer {
         self.client
             .preload_image(self.id(), image)
             .await

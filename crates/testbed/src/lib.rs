@@ -31,8 +31,8 @@ mod sshd;
 use std::process::Command;
 use std::sync::Arc;
 
-pub use docker_ssh::Removed;
 use docker_ssh::{Docker, LocalExecutor};
+pub use docker_ssh::{ImageTransfer, Removed};
 
 pub use fake_vps::{FakeVps, FakeVpsBuilder, default_user_data};
 pub use keys::KeyPair;

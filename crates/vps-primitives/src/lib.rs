@@ -27,6 +27,7 @@ mod ids;
 mod macros;
 mod names;
 mod shell;
+mod ssh_key;
 mod status;
 mod tags;
 
@@ -35,6 +36,7 @@ pub use error::InvalidValue;
 pub use ids::{AgentId, HostId};
 pub use names::{HostName, OsId, PlanId, RegionId, SshKeyId, VpsInstanceId, VpsSnapshotId};
 pub use shell::{quote, quote_argv};
+pub use ssh_key::PublicKeyLine;
 pub use status::{HostState, VpsInstanceStatus};
 pub use tags::{
     HOST_ID_TAG_KEY, LABEL_HOST_ID, LABEL_HOST_NAME, LABEL_PROVIDER, LABEL_TAGS, LABEL_TEST_RUN,

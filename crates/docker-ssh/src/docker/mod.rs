@@ -4,6 +4,7 @@
 mod cleanup;
 mod cli;
 mod parse;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use parse::{
     is_name_conflict, parse_bool, parse_build_image_id, parse_container_id,
     parse_container_inspect, parse_image_id, parse_lines, parse_ps, parse_volume_inspect,
 };
+pub use transfer::{ImageTransfer, ImageTransferError};
 
 use crate::command::{Command, Output};
 use crate::error::ExecError;
