@@ -56,11 +56,13 @@
 
 mod config;
 mod error;
+mod hibernate;
 mod host;
 mod keys;
 pub mod plan;
 mod provider;
 mod rollback;
+mod snapshot;
 mod step;
 mod transfer;
 
@@ -68,9 +70,14 @@ pub use config::{
     Builder, ConfigError, DEFAULT_CONTAINER_PACKAGES, KNOWN_KEYS, VpsDockerProviderConfig,
 };
 pub use error::{ProviderError, RollbackFailure, StepError};
+pub use hibernate::{HIBERNATE_SNAPSHOT_TIMEOUT, HIBERNATION_PREFIX, HibernationLabel};
 pub use host::{Host, HostInfo, HostStatus, StopReason};
 pub use keys::{ClientKeys, HostKeys, KeyStore, KeyStoreError};
 pub use provider::{
     CreateHostRequest, VPS_BUILD_ARGS, VpsChoice, VpsDockerProvider, parse_build_args,
+};
+pub use snapshot::{
+    ContainerSnapshot, SNAPSHOT_VOLUME_DIR, SnapshotSource, capture_volume_script,
+    restore_volume_script,
 };
 pub use step::{Cancel, CancelHandle, NoProgress, Phases, Progress, Step};

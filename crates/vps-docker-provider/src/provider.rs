@@ -32,6 +32,7 @@ use crate::host::{Host, HostInfo, HostStatus, StopReason};
 use crate::keys::{ClientKeys, HostKeys, KeyStore};
 use crate::plan::{self, ContainerSpec};
 use crate::rollback::{Rollback, Undo};
+use crate::snapshot::{SnapshotOrigin, SnapshotSource};
 use crate::step::{Cancel, Phases, Progress, Step, run_step};
 
 /// What to create.
@@ -51,6 +52,9 @@ pub struct CreateHostRequest {
     pub idle_timeout: Option<u64>,
     /// Idle mode; the config's default when `None`.
     pub idle_mode: Option<IdleMode>,
+    /// Start from a container snapshot of another host (its image is copied to the new
+    /// VPS, its volume copy fills the new host's volume); `image` is not used then.
+    pub snapshot: Option<SnapshotSource>,
 }
 
 impl CreateHostRequest {
@@ -64,6 +68,7 @@ impl CreateHostRequest {
             start_args: Vec::new(),
             idle_timeout: None,
             idle_mode: None,
+            snapshot: None,
         }
     }
 }
@@ -235,7 +240,7 @@ impl VpsDockerProvider {
         cancel: &Cancel,
     ) -> Result<Host, ProviderError> {
         let config = &self.inner.config;
-        let image = request
+        let mut image = request
             .image
             .clone()
             .unwrap_or_else(|| config.default_image.clone());
@@ -264,6 +269,19 @@ impl VpsDockerProvider {
                 id: existing.info.id,
             });
         }
+        if let Some(sleeping) = self.hibernated(request.name.as_str()).await? {
+            return Err(ProviderError::NameTaken {
+                name: request.name.clone(),
+                id: sleeping.label.host,
+            });
+        }
+        let origin = match &request.snapshot {
+            Some(source) => Some(self.snapshot_origin(source).await?),
+            None => None,
+        };
+        if let Some(origin) = &origin {
+            image = origin.image.clone();
+        }
 
         let id = HostId::generate();
         tracing::info!(host = %request.name, %id, provider = %self.inner.name, "creating host");
@@ -274,10 +292,14 @@ impl VpsDockerProvider {
             request: &request,
             image: &image,
             vps: &vps,
+            origin: origin.as_ref(),
         };
         let result = self
             .create_steps(&plan, &mut rollback, &mut phases, progress, cancel)
             .await;
+        if let Some(origin) = &origin {
+            origin.pool.close().await;
+        }
         match result {
             Ok(mut host) => {
                 host.phases = phases;
@@ -371,60 +393,32 @@ impl VpsDockerProvider {
         };
         rollback.push(Undo::DestroyInstance(instance.clone()));
 
-        let vps_addr = step!(Step::WaitActive, async {
-            let options = WaitOptions::with_timeout(config.vps_boot());
-            Ok(wait_until_active(
-                client.as_ref(),
+        let (vps_addr, vps, rotated) = self
+            .boot_vps(
                 &instance,
-                22,
-                &options,
-                |addr| async move { probe_tcp_banner(addr, b"SSH-").await },
+                &keys,
+                &host_keys,
+                &first_host_key,
+                phases,
+                progress,
+                cancel,
             )
-            .await?)
-        });
-
-        let first_pool = self.pool(
-            vps_addr,
-            keys.vps.clone(),
-            first_host_key.public_key().clone(),
-            config.ssh_connect(),
-        );
-        step!(Step::ConnectVps, async {
-            connect_until(&first_pool, Instant::now() + config.ssh_connect()).await
-        });
-
-        step!(
-            Step::WaitCloudInit,
-            wait_cloud_init(&first_pool, config.docker_install())
-        );
-
-        let rotated = step!(Step::RotateHostKey, async {
-            let rotated = generate_ed25519().map_err(crate::keys::KeyStoreError::from)?;
-            let public = public_key_line(rotated.public_key());
-            let private =
-                private_key_openssh(&rotated).map_err(crate::keys::KeyStoreError::from)?;
-            let command = Command::script(plan::rotate_host_key_script(&public))
-                .stdin(private.expose().as_bytes().to_vec())
-                .timeout(Duration::from_secs(60));
-            first_pool.run_checked(&command).await?;
-            host_keys.pin_vps(rotated.public_key())?;
-            Ok(rotated.public_key().clone())
-        });
-        first_pool.close().await;
-        let vps = self.pool(
-            vps_addr,
-            keys.vps.clone(),
-            rotated.clone(),
-            config.ssh_connect(),
-        );
-        step!(Step::ConnectVps, async {
-            connect_until(&vps, Instant::now() + config.ssh_connect()).await
-        });
+            .await?;
         let vps_exec: Arc<dyn Executor> = Arc::new(vps.clone());
         let docker = Docker::new(vps_exec.clone());
 
         step!(Step::Image, async {
-            ensure_image(&docker, plan.image, Step::Image, progress).await?;
+            match plan.origin {
+                Some(origin) if !docker.image_exists(plan.image).await? => {
+                    progress.output(
+                        Step::Image,
+                        &format!("copying snapshot {} from its host's VPS", plan.image),
+                    );
+                    crate::transfer::copy_image(&origin.docker, &docker, plan.image).await?;
+                }
+                Some(_) => {}
+                None => ensure_image(&docker, plan.image, Step::Image, progress).await?,
+            }
             if config.state_image != plan.image {
                 ensure_image(&docker, &config.state_image, Step::Image, progress).await?;
             }
@@ -441,6 +435,9 @@ impl VpsDockerProvider {
             docker
                 .volume_create(&volume, &[(LABEL_HOST_ID.to_owned(), id.to_string())])
                 .await?;
+            if plan.origin.is_some() {
+                crate::snapshot::restore_volume(&docker, plan.image, &volume, id).await?;
+            }
             Ok(())
         });
 
@@ -546,6 +543,80 @@ impl VpsDockerProvider {
         Ok(self.host_handle(info, &host_keys, container, vps, warnings))
     }
 
+    /// Brings up a just-ordered VPS (a create's, or a wake's from a snapshot): waits until
+    /// it is active and greets, connects pinned to `first_host_key` (the user_data's), waits
+    /// for cloud-init and Docker, rotates the host key, pins the new one and reconnects.
+    /// Returns the VPS's SSH address, the pinned pool and the rotated key.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn boot_vps(
+        &self,
+        instance: &VpsInstanceId,
+        keys: &ClientKeys,
+        host_keys: &HostKeys,
+        first_host_key: &PrivateKey,
+        phases: &mut Phases,
+        progress: &dyn Progress,
+        cancel: &Cancel,
+    ) -> Result<(SocketAddr, SshPool, PublicKey), (Step, StepError)> {
+        let config = &self.inner.config;
+        let client = &self.inner.client;
+        macro_rules! step {
+            ($step:expr, $body:expr) => {
+                run_step($step, progress, cancel, phases, $body)
+                    .await
+                    .map_err(|e| ($step, e))?
+            };
+        }
+        let vps_addr = step!(Step::WaitActive, async {
+            let options = WaitOptions::with_timeout(config.vps_boot());
+            Ok(
+                wait_until_active(client.as_ref(), instance, 22, &options, |addr| async move {
+                    probe_tcp_banner(addr, b"SSH-").await
+                })
+                .await?,
+            )
+        });
+
+        let first_pool = self.pool(
+            vps_addr,
+            keys.vps.clone(),
+            first_host_key.public_key().clone(),
+            config.ssh_connect(),
+        );
+        step!(Step::ConnectVps, async {
+            connect_until(&first_pool, Instant::now() + config.ssh_connect()).await
+        });
+
+        step!(
+            Step::WaitCloudInit,
+            wait_cloud_init(&first_pool, config.docker_install())
+        );
+
+        let rotated = step!(Step::RotateHostKey, async {
+            let rotated = generate_ed25519().map_err(crate::keys::KeyStoreError::from)?;
+            let public = public_key_line(rotated.public_key());
+            let private =
+                private_key_openssh(&rotated).map_err(crate::keys::KeyStoreError::from)?;
+            let command = Command::script(plan::rotate_host_key_script(&public))
+                .stdin(private.expose().as_bytes().to_vec())
+                .timeout(Duration::from_secs(60));
+            first_pool.run_checked(&command).await?;
+            host_keys.pin_vps(rotated.public_key())?;
+            Ok(rotated.public_key().clone())
+        });
+        first_pool.close().await;
+        let vps = self.pool(
+            vps_addr,
+            keys.vps.clone(),
+            rotated.clone(),
+            config.ssh_connect(),
+        );
+        step!(Step::ConnectVps, async {
+            connect_until(&vps, Instant::now() + config.ssh_connect()).await
+        });
+        Ok((vps_addr, vps, rotated))
+    }
+
     pub(crate) fn host_handle(
         &self,
         info: HostInfo,
@@ -584,13 +655,20 @@ impl VpsDockerProvider {
         let found =
             futures::future::join_all(instances.iter().map(|i| self.inspect_instance(i))).await;
         let mut hosts: Vec<HostInfo> = found.into_iter().flatten().map(|f| f.info).collect();
+        self.add_hibernated(&mut hosts).await?;
         hosts.sort_by(|a, b| a.display_name().cmp(&b.display_name()));
         Ok(hosts)
     }
 
     /// One host, by name or id.
     pub async fn get_host(&self, name_or_id: &str) -> Result<HostInfo, ProviderError> {
-        Ok(self.find(name_or_id).await?.info)
+        match self.find(name_or_id).await {
+            Err(ProviderError::Hibernated { .. }) => match self.hibernated(name_or_id).await? {
+                Some(sleeping) => Ok(sleeping.info),
+                None => Err(ProviderError::HostNotFound(name_or_id.to_owned())),
+            },
+            found => Ok(found?.info),
+        }
     }
 
     /// A handle to a running host, by name or id.
@@ -616,15 +694,19 @@ impl VpsDockerProvider {
                     return Ok(found);
                 }
             }
-            return Err(ProviderError::HostNotFound(name_or_id.to_owned()));
+            return Err(self.missing(name_or_id).await);
         }
         let name = HostName::parse(name_or_id)?;
-        self.find_by_name(&name)
-            .await?
-            .ok_or_else(|| ProviderError::HostNotFound(name_or_id.to_owned()))
+        match self.find_by_name(&name).await? {
+            Some(found) => Ok(found),
+            None => Err(self.missing(name_or_id).await),
+        }
     }
 
-    pub(crate) async fn find_by_name(&self, name: &HostName) -> Result<Option<Found>, ProviderError> {
+    pub(crate) async fn find_by_name(
+        &self,
+        name: &HostName,
+    ) -> Result<Option<Found>, ProviderError> {
         let instances = self
             .inner
             .client
@@ -790,7 +872,11 @@ impl VpsDockerProvider {
     }
 
     /// Opens a handle to a found host: it must be running.
-    pub(crate) async fn open(&self, found: Found, warnings: Vec<String>) -> Result<Host, ProviderError> {
+    pub(crate) async fn open(
+        &self,
+        found: Found,
+        warnings: Vec<String>,
+    ) -> Result<Host, ProviderError> {
         let info = found.info;
         if info.status != HostStatus::Running {
             return Err(ProviderError::WrongState {
@@ -990,7 +1076,12 @@ impl VpsDockerProvider {
     /// is an error ([`ProviderError::DestroyIncomplete`]); running the destroy again
     /// finishes what the first left.
     pub async fn destroy_host(&self, name_or_id: &str) -> Result<HostId, ProviderError> {
-        let found = self.find(name_or_id).await?;
+        let found = match self.find(name_or_id).await {
+            Err(ProviderError::Hibernated { .. }) => {
+                return self.destroy_hibernated(name_or_id).await;
+            }
+            found => found?,
+        };
         let host = found.info.display_name();
         let id = found.info.id.clone();
         let client = &self.inner.client;
@@ -1046,7 +1137,11 @@ impl VpsDockerProvider {
         }
     }
 
-    pub(crate) async fn remove_from_vps(&self, vps: &SshPool, record: &HostRecord) -> Result<(), StepError> {
+    pub(crate) async fn remove_from_vps(
+        &self,
+        vps: &SshPool,
+        record: &HostRecord,
+    ) -> Result<(), StepError> {
         let exec: Arc<dyn Executor> = Arc::new(vps.clone());
         let docker = Docker::new(exec.clone());
         if let Some(config) = &record.config {
@@ -1066,6 +1161,7 @@ struct CreatePlan<'a> {
     request: &'a CreateHostRequest,
     image: &'a str,
     vps: &'a VpsChoice,
+    origin: Option<&'a SnapshotOrigin>,
 }
 
 pub(crate) fn record_container(record: &HostRecord) -> String {
@@ -1099,7 +1195,10 @@ pub(crate) fn derive_status(record: &HostRecord, container_state: Option<&str>) 
     }
 }
 
-pub(crate) fn render_user_data(first_host_key: &PrivateKey, vps_public: &str) -> Result<UserData, StepError> {
+pub(crate) fn render_user_data(
+    first_host_key: &PrivateKey,
+    vps_public: &str,
+) -> Result<UserData, StepError> {
     let check = |e: vps_primitives::InvalidValue| StepError::Check(e.to_string());
     let private = private_key_openssh(first_host_key).map_err(crate::keys::KeyStoreError::from)?;
     let public = public_key_line(first_host_key.public_key());
