@@ -26,16 +26,17 @@ use std::time::Duration;
 use docker_ssh::{Command, Docker, Executor, generate_ed25519, public_key_line};
 use host_store::{HostStore, Timestamp};
 use tokio::time::Instant;
-use vps_client::{Backoff, CreateInstanceRequest, SnapshotInfo, SnapshotStatus, VpsClientError};
+use vps_client::{Backoff, SnapshotInfo, SnapshotStatus};
 use vps_primitives::{
     HostId, HostName, OsId, PlanId, ProviderName, RegionId, Tag, VpsInstanceStatus, VpsSnapshotId,
-    vps_label,
 };
 
 use crate::error::{ProviderError, StepError};
 use crate::host::{Host, HostInfo, HostStatus};
 use crate::plan;
-use crate::provider::{VpsDockerProvider, connect_until, record_container, render_user_data};
+use crate::provider::{
+    InstanceOrder, VpsChoice, VpsDockerProvider, connect_until, record_container,
+};
 use crate::rollback::{Rollback, Undo};
 use crate::step::{Cancel, Phases, Progress, Step, run_step};
 
@@ -537,37 +538,28 @@ impl VpsDockerProvider {
         }
         let key_id = key_id.0;
 
-        let user_data = render_user_data(&first_host_key, &vps_public)
-            .map_err(|e| (Step::CreateInstance, e))?;
-        let request = CreateInstanceRequest {
-            label: vps_label(&label.name),
+        let choice = VpsChoice {
             region: label.region.clone(),
             plan: label.plan.clone(),
             os: label.os,
-            snapshot: Some(sleeping.snapshot.id.clone()),
-            user_data,
-            ssh_key_ids: vec![key_id.clone()],
-            tags: vec![self.provider_tag(), Tag::host_id(id)],
-            ports: vec![22, port],
         };
-        let created = run_step(Step::CreateInstance, progress, cancel, phases, async {
-            Ok(client.create_instance(&request).await?)
-        })
-        .await;
-        let instance = match created {
-            Ok(instance) => instance,
-            Err(e) => {
-                if matches!(
-                    e,
-                    StepError::Provider(VpsClientError::OutcomeUnknown { .. })
-                        | StepError::Cancelled
-                ) {
-                    rollback.push(Undo::DestroyTagged(Tag::host_id(id)));
-                }
-                return Err((Step::CreateInstance, e));
-            }
-        };
-        rollback.push(Undo::DestroyInstance(instance.clone()));
+        let instance = self
+            .order_instance(
+                &InstanceOrder {
+                    id,
+                    name: &label.name,
+                    vps: &choice,
+                    snapshot: Some(sleeping.snapshot.id.clone()),
+                    first_host_key: &first_host_key,
+                    vps_public: &vps_public,
+                    key_id: &key_id,
+                },
+                rollback,
+                phases,
+                progress,
+                cancel,
+            )
+            .await?;
 
         let (vps_addr, vps, rotated) = self
             .boot_vps(

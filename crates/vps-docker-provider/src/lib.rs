@@ -26,6 +26,48 @@
 //! A failure at any step (or a cancellation) unwinds what was made and returns
 //! [`ProviderError::Create`] naming the step and any undo that failed in turn.
 //!
+//! # Container snapshots
+//!
+//! [`VpsDockerProvider::create_snapshot`] makes **one image** on the host's VPS,
+//! `mngr-snapshot-<host hex>:<time>`, listed in the host record
+//! (`certified_host_data.snapshots`, with the image tag in the entry's `image` field):
+//! - its lower layer is `docker commit` of the host container: the container's whole
+//!   filesystem except what is mounted into it;
+//! - its top layer holds a copy of the host volume (`/mngr-vol`, where `host_dir` links)
+//!   at [`SNAPSHOT_VOLUME_DIR`], copied by a one-off container of that image (`--pull
+//!   never`, no network) while the host container is paused, so the two agree.
+//!
+//! It holds neither processes nor memory, nor other volumes or bind mounts given in start
+//! args, nor the host record or keys. [`VpsDockerProvider::start_from_snapshot`] fills a
+//! new volume from the copy, stops the container and puts it aside (renamed), runs a new
+//! one from the image with the host's start args, labels, keys and sshd files, and removes
+//! the old container and volume only once the new one answers over SSH (a failure puts the
+//! old container back). [`CreateHostRequest::snapshot`] starts a new host (a new VPS) from
+//! a snapshot of another host: the image goes `docker save | docker load` from VPS to VPS
+//! over the pooled connections, and its volume copy fills the new host's volume.
+//! [`VpsDockerProvider::delete_snapshot`] removes the image (only untagging it while a
+//! container still runs from it) and the record entry. Unlike upstream, a snapshot entry is
+//! never lost to a later record write (the record is read again just before each write),
+//! deleting removes the entry, and snapshots can be restored.
+//!
+//! # Hibernation
+//!
+//! On most clouds a stopped VPS is still billed. [`VpsDockerProvider::hibernate_host`]
+//! stops the container, takes a provider-level snapshot of the VPS (through
+//! [`vps_client::VpsClient::create_snapshot`], its description a [`HibernationLabel`]
+//! naming the provider instance, host id and name, region, plan and OS), waits until the
+//! provider lists it complete, and only then destroys the instance. The host then lists as
+//! [`HostStatus::Hibernated`] from any machine (the account's snapshots are listed with the
+//! instances). [`VpsDockerProvider::wake_host`] orders a new instance from the snapshot with
+//! new user_data and a new first host key (rotated and pinned as at create), starts the
+//! container that the snapshot's disk carries (its sshd host key came back with it, so the
+//! container pin holds), updates the record (instance, address, keys) and deletes the
+//! snapshot once the host answers; a failure destroys the new instance and the host stays
+//! hibernated ([`ProviderError::Wake`]). Waking a host that is not hibernated is an error
+//! and creates nothing. The uploaded SSH key stays registered while the host sleeps; the
+//! host's keys and pins on this machine are needed to wake it. Destroying a hibernated
+//! host deletes its snapshots, its uploaded key and its local keys.
+//!
 //! # Example
 //!
 //! ```no_run

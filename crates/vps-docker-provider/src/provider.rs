@@ -22,8 +22,9 @@ use vps_client::{
     probe_tcp_banner, wait_until_active,
 };
 use vps_primitives::{
-    HOST_ID_TAG_KEY, HostId, HostName, LABEL_HOST_ID, OsId, PlanId, ProviderName, RegionId, Tag,
-    VPS_LABEL_PREFIX, VpsInstanceId, VpsInstanceStatus, host_volume_name, vps_label,
+    HOST_ID_TAG_KEY, HostId, HostName, LABEL_HOST_ID, OsId, PlanId, ProviderName, RegionId,
+    SshKeyId, Tag, VPS_LABEL_PREFIX, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId,
+    host_volume_name, vps_label,
 };
 
 use crate::config::{VpsDockerProviderConfig, check_image_name};
@@ -359,39 +360,23 @@ impl VpsDockerProvider {
         });
         rollback.push(Undo::DeleteKey(key_id.clone()));
 
-        let user_data = render_user_data(&first_host_key, &vps_public)
-            .map_err(|e| (Step::CreateInstance, e))?;
-        let instance_request = CreateInstanceRequest {
-            label: vps_label(name),
-            region: plan.vps.region.clone(),
-            plan: plan.vps.plan.clone(),
-            os: plan.vps.os,
-            snapshot: None,
-            user_data,
-            ssh_key_ids: vec![key_id.clone()],
-            tags: vec![self.provider_tag(), Tag::host_id(id)],
-            ports: vec![22, port],
-        };
-        let created = run_step(Step::CreateInstance, progress, cancel, phases, async {
-            Ok(client.create_instance(&instance_request).await?)
-        })
-        .await;
-        let instance = match created {
-            Ok(instance) => instance,
-            Err(e) => {
-                // An order that may have gone through, or a create cancelled mid-request:
-                // whatever carries the host's tag is removed.
-                if matches!(
-                    e,
-                    StepError::Provider(VpsClientError::OutcomeUnknown { .. })
-                        | StepError::Cancelled
-                ) {
-                    rollback.push(Undo::DestroyTagged(Tag::host_id(id)));
-                }
-                return Err((Step::CreateInstance, e));
-            }
-        };
-        rollback.push(Undo::DestroyInstance(instance.clone()));
+        let instance = self
+            .order_instance(
+                &InstanceOrder {
+                    id,
+                    name,
+                    vps: plan.vps,
+                    snapshot: None,
+                    first_host_key: &first_host_key,
+                    vps_public: &vps_public,
+                    key_id: &key_id,
+                },
+                rollback,
+                phases,
+                progress,
+                cancel,
+            )
+            .await?;
 
         let (vps_addr, vps, rotated) = self
             .boot_vps(
@@ -541,6 +526,54 @@ impl VpsDockerProvider {
             record: Some(record),
         };
         Ok(self.host_handle(info, &host_keys, container, vps, warnings))
+    }
+
+    /// Orders the host's instance (a create's from the OS image, a wake's from a snapshot)
+    /// with new user_data, and pushes the undo: the instance, or, when the order may have
+    /// gone through (or was cancelled mid-request), whatever carries the host's tag.
+    pub(crate) async fn order_instance(
+        &self,
+        order: &InstanceOrder<'_>,
+        rollback: &mut Rollback,
+        phases: &mut Phases,
+        progress: &dyn Progress,
+        cancel: &Cancel,
+    ) -> Result<VpsInstanceId, (Step, StepError)> {
+        let id = order.id;
+        let user_data = render_user_data(order.first_host_key, order.vps_public)
+            .map_err(|e| (Step::CreateInstance, e))?;
+        let request = CreateInstanceRequest {
+            label: vps_label(order.name),
+            region: order.vps.region.clone(),
+            plan: order.vps.plan.clone(),
+            os: order.vps.os,
+            snapshot: order.snapshot.clone(),
+            user_data,
+            ssh_key_ids: vec![order.key_id.clone()],
+            tags: vec![self.provider_tag(), Tag::host_id(id)],
+            ports: vec![22, self.inner.config.container_ssh_port],
+        };
+        let client = &self.inner.client;
+        let created = run_step(Step::CreateInstance, progress, cancel, phases, async {
+            Ok(client.create_instance(&request).await?)
+        })
+        .await;
+        match created {
+            Ok(instance) => {
+                rollback.push(Undo::DestroyInstance(instance.clone()));
+                Ok(instance)
+            }
+            Err(e) => {
+                if matches!(
+                    e,
+                    StepError::Provider(VpsClientError::OutcomeUnknown { .. })
+                        | StepError::Cancelled
+                ) {
+                    rollback.push(Undo::DestroyTagged(Tag::host_id(id)));
+                }
+                Err((Step::CreateInstance, e))
+            }
+        }
     }
 
     /// Brings up a just-ordered VPS (a create's, or a wake's from a snapshot): waits until
@@ -1153,6 +1186,18 @@ impl VpsDockerProvider {
             .await?;
         Ok(())
     }
+}
+
+/// What an instance is ordered with ([`VpsDockerProvider::order_instance`]).
+pub(crate) struct InstanceOrder<'a> {
+    pub(crate) id: &'a HostId,
+    pub(crate) name: &'a HostName,
+    pub(crate) vps: &'a VpsChoice,
+    /// Boot from this snapshot instead of the OS image.
+    pub(crate) snapshot: Option<VpsSnapshotId>,
+    pub(crate) first_host_key: &'a PrivateKey,
+    pub(crate) vps_public: &'a str,
+    pub(crate) key_id: &'a SshKeyId,
 }
 
 /// The inputs of one create.

@@ -124,13 +124,11 @@ fn default_name(id: &HostId, at: &Timestamp) -> String {
     format!("mngr-snapshot-{id}-{}", at.datetime().unix_timestamp())
 }
 
-fn check_name(name: &str) -> Result<(), ProviderError> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(ProviderError::InvalidInput(format!(
-            "snapshot name {name:?} must be 1 to 128 characters without control characters"
-        )));
-    }
-    Ok(())
+/// What is wrong with a snapshot name, if anything.
+fn name_problem(name: &str) -> Option<String> {
+    (name.is_empty() || name.len() > 128 || name.chars().any(char::is_control)).then(|| {
+        format!("snapshot name {name:?} must be 1 to 128 characters without control characters")
+    })
 }
 
 /// Copies the host volume (mounted read-only at `/from`) into [`SNAPSHOT_VOLUME_DIR`].
@@ -212,8 +210,8 @@ impl VpsDockerProvider {
         name_or_id: &str,
         name: Option<&str>,
     ) -> Result<ContainerSnapshot, ProviderError> {
-        if let Some(name) = name {
-            check_name(name)?;
+        if let Some(problem) = name.and_then(name_problem) {
+            return Err(ProviderError::InvalidInput(problem));
         }
         let found = self.find(name_or_id).await?;
         let host = found.info.display_name();
@@ -293,7 +291,8 @@ impl VpsDockerProvider {
         let found = self.find(name_or_id).await?;
         let host = found.info.display_name();
         let (vps, record) = self.vps_of(&found)?;
-        let target = find_snapshot(&host, &record, snapshot)?;
+        let target =
+            find_snapshot(&record, snapshot).ok_or_else(|| snapshot_not_found(&host, snapshot))?;
         let exec: Arc<dyn Executor> = Arc::new(vps.clone());
         let docker = Docker::new(exec.clone());
         let deleted = async {
@@ -336,7 +335,8 @@ impl VpsDockerProvider {
         let found = self.find(name_or_id).await?;
         let host = found.info.display_name();
         let (vps, record) = self.vps_of(&found)?;
-        let target = find_snapshot(&host, &record, snapshot)?;
+        let target =
+            find_snapshot(&record, snapshot).ok_or_else(|| snapshot_not_found(&host, snapshot))?;
         let err = |step, source| ProviderError::Step {
             host: host.clone(),
             step,
@@ -514,12 +514,9 @@ impl VpsDockerProvider {
         let found = self.find(&source.host).await?;
         let host = found.info.display_name();
         let (pool, record) = self.vps_of(&found)?;
-        let target = match find_snapshot(&host, &record, &source.snapshot) {
-            Ok(t) => t,
-            Err(e) => {
-                pool.close().await;
-                return Err(e);
-            }
+        let Some(target) = find_snapshot(&record, &source.snapshot) else {
+            pool.close().await;
+            return Err(snapshot_not_found(&host, &source.snapshot));
         };
         Ok(SnapshotOrigin {
             docker: Docker::new(Arc::new(pool.clone())),
@@ -529,19 +526,16 @@ impl VpsDockerProvider {
     }
 }
 
-/// The snapshot `key` names in the record, or [`ProviderError::SnapshotNotFound`].
-fn find_snapshot(
-    host: &str,
-    record: &HostRecord,
-    key: &str,
-) -> Result<ContainerSnapshot, ProviderError> {
-    snapshots_of(record)
-        .into_iter()
-        .find(|s| s.matches(key))
-        .ok_or_else(|| ProviderError::SnapshotNotFound {
-            host: host.to_owned(),
-            snapshot: key.to_owned(),
-        })
+/// The snapshot `key` names in the record.
+fn find_snapshot(record: &HostRecord, key: &str) -> Option<ContainerSnapshot> {
+    snapshots_of(record).into_iter().find(|s| s.matches(key))
+}
+
+fn snapshot_not_found(host: &str, key: &str) -> ProviderError {
+    ProviderError::SnapshotNotFound {
+        host: host.to_owned(),
+        snapshot: key.to_owned(),
+    }
 }
 
 /// Commits the container and its volume as `tag` (see the module docs); returns the
@@ -658,19 +652,16 @@ mod tests {
         assert_eq!(all[0].image, tag);
         assert_eq!(all[1].image, "sha256:bbbb");
         for key in ["sha256:aaaa", "aaaa", "mine", tag.as_str()] {
-            assert_eq!(find_snapshot("a", &record, key).expect(key).name, "mine");
+            assert_eq!(find_snapshot(&record, key).expect(key).name, "mine");
         }
-        assert!(matches!(
-            find_snapshot("a", &record, "nope"),
-            Err(ProviderError::SnapshotNotFound { .. })
-        ));
+        assert_eq!(find_snapshot(&record, "nope"), None);
     }
 
     #[test]
     fn snapshot_names_are_checked() {
-        assert!(check_name("before the refactor").is_ok());
-        assert!(check_name("").is_err());
-        assert!(check_name("a\nb").is_err());
-        assert!(check_name(&"x".repeat(129)).is_err());
+        assert_eq!(name_problem("before the refactor"), None);
+        assert!(name_problem("").is_some());
+        assert!(name_problem("a\nb").is_some());
+        assert!(name_problem(&"x".repeat(129)).is_some());
     }
 }
