@@ -8,18 +8,19 @@
 //! | `test` | images, then every test: unit, doc and integration |
 //! | `ci` | `fmt --check`, `clippy -D warnings`, `cargo deny`, docs without warnings, then `test` |
 //! | `bench [ssh \| provider]` | benchmarks, printed side by side |
-//! | `clean` | removes containers, volumes and networks left by test runs |
+//! | `clean` | removes containers, volumes, networks and images left by test runs |
 //!
-//! Everything the tests create carries the label `com.imbue.mngr.test-run=<run id>`; `test`
+//! Everything the tests create carries the label `com.imbue.mngr.test-run=<run id>`
+//! (`vps_primitives::LABEL_TEST_RUN`); `test`
 //! removes what carries its run id when it ends, whether the tests passed or not.
 
 use std::process::{Command, ExitCode};
+use std::sync::Arc;
 use std::time::Instant;
 
+use docker_ssh::{Docker, LocalExecutor};
 use local_vps_images::{Image, Privilege, ensure_image};
-
-/// Label key on every container, volume and network a test creates.
-const RUN_LABEL: &str = "com.imbue.mngr.test-run";
+use vps_primitives::LABEL_TEST_RUN;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -303,49 +304,18 @@ fn bench(rest: &[String]) -> Result {
     }
 }
 
-/// Removes containers, volumes and networks labelled by a test run (`run_id`), or by any
-/// test run.
+/// Removes containers, volumes, networks and images labelled by a test run (`run_id`), or
+/// by any test run, with docker-ssh's one cleanup by label, and says how many.
 fn clean(run_id: Option<&str>) -> Result {
-    let filter = match run_id {
-        Some(id) => format!("label={RUN_LABEL}={id}"),
-        None => format!("label={RUN_LABEL}"),
-    };
-    let list = |what: &[&str]| -> Vec<String> {
-        Command::new("docker")
-            .args(what)
-            .args(["--filter", &filter])
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let containers = list(&["ps", "-aq"]);
-    if !containers.is_empty() {
-        run(Command::new("docker")
-            .args(["rm", "-f", "-v"])
-            .args(&containers))?;
-    }
-    let volumes = list(&["volume", "ls", "-q"]);
-    if !volumes.is_empty() {
-        run(Command::new("docker")
-            .args(["volume", "rm", "-f"])
-            .args(&volumes))?;
-    }
-    let networks = list(&["network", "ls", "-q"]);
-    if !networks.is_empty() {
-        run(Command::new("docker")
-            .args(["network", "rm"])
-            .args(&networks))?;
-    }
-    eprintln!(
-        "cleaned {} container(s), {} volume(s), {} network(s) labelled {filter}",
-        containers.len(),
-        volumes.len(),
-        networks.len()
-    );
+    let docker = Docker::new(Arc::new(LocalExecutor::new()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let removed = runtime
+        .block_on(docker.remove_labelled(LABEL_TEST_RUN, run_id))
+        .map_err(|e| format!("cleanup by label {LABEL_TEST_RUN}: {e}"))?;
+    let which = run_id.map_or_else(|| "any test run".to_owned(), |id| format!("test run {id}"));
+    eprintln!("cleaned {removed} labelled by {which} ({LABEL_TEST_RUN})");
     Ok(())
 }

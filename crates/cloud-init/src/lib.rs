@@ -29,12 +29,15 @@
 //! 2. SSH: the image's host keys are deleted and only [`CloudConfig::host_key`] is
 //!    installed, so the VPS presents exactly the key the client pinned; password login
 //!    off; root login by key kept (`disable_root: false`); root's authorized keys.
-//! 3. Files: the sshd drop-in ([`SSHD_DROP_IN`]), the metadata block script and its
+//! 3. Files: the sshd hardening drop-in ([`SSHD_HARDENING_DROP_IN`]: no passwords, no
+//!    keyboard-interactive login, root by key only; it sorts first, so a drop-in from the
+//!    image or the cloud's vendor data cannot override it), the sshd limits drop-in
+//!    ([`SSHD_DROP_IN`]), the metadata block script and its
 //!    systemd unit (required by `docker.service`, so it runs before Docker on every later
 //!    boot, even without cloud-init), then [`CloudConfig::files`].
 //! 4. Packages ([`CloudConfig::packages`]; cloud-init refreshes the package lists first).
 //! 5. Steps (`runcmd`), each of which must succeed (`set -e`): enable the block's unit;
-//!    reload (not restart) sshd; install Docker from the distribution (`docker.io`) unless
+//!    reload (not restart) sshd, so the drop-ins apply on the first boot; install Docker from the distribution (`docker.io`) unless
 //!    the image has it, enable it, wait until it answers; [`CloudConfig::commands`]; and
 //!    last the readiness marker ([`READY_MARKER`]).
 //!
@@ -54,7 +57,7 @@ mod yaml;
 
 pub use render::{
     METADATA_ADDRESS, METADATA_BLOCK_SCRIPT_PATH, METADATA_BLOCK_UNIT, READY_MARKER,
-    RenderedUserData, SSHD_DROP_IN,
+    RenderedUserData, SSHD_DROP_IN, SSHD_HARDENING_DROP_IN,
 };
 pub use status::{CloudInitState, CloudInitStatus, StatusParseError};
 pub use types::{
@@ -81,7 +84,8 @@ pub struct CloudConfig {
     pub packages: Vec<PackageName>,
     /// What to do about Docker. Default: [`DockerSetup::InstallIfMissing`].
     pub docker: DockerSetup,
-    /// sshd limits, written to [`SSHD_DROP_IN`]; `None` leaves sshd's configuration alone.
+    /// sshd limits, written to [`SSHD_DROP_IN`]; `None` leaves the limits alone (the
+    /// hardening in [`SSHD_HARDENING_DROP_IN`] is always written).
     /// Default: [`SshdLimits::default`].
     pub sshd_limits: Option<SshdLimits>,
     /// Block the metadata service from containers. Default: `true`; turn it off only

@@ -12,6 +12,22 @@ use crate::{CloudConfig, DockerSetup, FileSpec, RunCommand};
 /// reboot, when nothing waits for it.
 pub const READY_MARKER: &str = "/var/run/mngr-ready";
 
+/// The sshd drop-in that allows key logins only, always written. Debian 12's
+/// `sshd_config` includes `sshd_config.d/*.conf` at its top and sshd keeps the first value
+/// it reads: `00-` sorts before any drop-in an image or a cloud's vendor data brings (such
+/// as `50-cloud-init.conf`, or one that turns on the root password a cloud gives new
+/// instances), so these values win.
+pub const SSHD_HARDENING_DROP_IN: &str = "/etc/ssh/sshd_config.d/00-mngr-hardening.conf";
+
+/// What [`SSHD_HARDENING_DROP_IN`] says.
+const SSHD_HARDENING: &str = "\
+# Written by mngr: keys only. This file sorts first in sshd_config.d and sshd keeps the
+# first value it reads, so no later drop-in or the main file can turn passwords back on.
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+";
+
 /// The sshd drop-in with [`crate::SshdLimits`]. Debian 12's `sshd_config` includes
 /// `sshd_config.d/*.conf` at its top and sshd keeps the first value it reads, so a low
 /// number wins over later drop-ins and the main file.
@@ -97,7 +113,7 @@ fi
 ";
 
 const RELOAD_SSHD: &str = "\
-# Apply the sshd drop-in with a reload: live SSH sessions survive it (a restart drops them).
+# Apply the sshd drop-ins with a reload: live SSH sessions survive it (a restart drops them).
 /usr/sbin/sshd -t
 for unit in ssh.service sshd.service; do
   if systemctl is-active --quiet \"$unit\"; then
@@ -213,7 +229,13 @@ impl CloudConfig {
             );
         }
 
-        let mut files = Vec::new();
+        // The hardening first: sshd keeps the first value it reads.
+        let mut files = vec![json!({
+            "path": SSHD_HARDENING_DROP_IN,
+            "content": SSHD_HARDENING,
+            "owner": "root:root",
+            "permissions": "0644",
+        })];
         if let Some(limits) = &self.sshd_limits {
             files.push(json!({
                 "path": SSHD_DROP_IN,
@@ -241,9 +263,7 @@ impl CloudConfig {
             }));
         }
         files.extend(self.files.iter().map(file));
-        if !files.is_empty() {
-            doc.insert("write_files".into(), files.into());
-        }
+        doc.insert("write_files".into(), files.into());
 
         if self.package_update {
             doc.insert("package_update".into(), true.into());
@@ -260,9 +280,9 @@ impl CloudConfig {
         if self.block_metadata {
             run.push(step("mngr-enable-metadata-block", ENABLE_METADATA_BLOCK));
         }
-        if self.sshd_limits.is_some() {
-            run.push(step("mngr-reload-sshd", RELOAD_SSHD));
-        }
+        // sshd starts after cloud-init has written the drop-ins; the reload makes sure
+        // they apply even where it started earlier.
+        run.push(step("mngr-reload-sshd", RELOAD_SSHD));
         if self.docker == DockerSetup::InstallIfMissing {
             run.push(step("mngr-install-docker", INSTALL_DOCKER));
         }

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cloud_init::{
     AuthorizedKey, CloudConfig, CloudInitState, CloudInitStatus, FileSpec, HostKey, RemotePath,
@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::Value;
-use testbed::{FakeVps, Image, SshClient};
+use testbed::{FakeVps, Image, LocalOs, SshClient};
 
 /// `docker run --rm -i --network none` of the fresh fake-VPS image with `entrypoint`,
 /// `stdin` piped in; the container carries the test-run label.
@@ -189,6 +189,21 @@ fn config_for(host: &testbed::KeyPair, client: &testbed::KeyPair) -> CloudConfig
     config
 }
 
+/// Boots a VPS of `os` with the test bed's keys, the default document and one more file.
+async fn boot_with_file(os: LocalOs, path: &str, content: &str) -> (FakeVps, CloudConfig) {
+    let builder = FakeVps::builder(os);
+    let mut config = config_for(builder.host_key(), builder.client_key());
+    config.files.push(FileSpec::new(
+        RemotePath::parse(path).expect("valid"),
+        content,
+    ));
+    let vps = builder
+        .user_data(config.render().into_string())
+        .boot()
+        .await;
+    (vps, config)
+}
+
 async fn sh(ssh: &SshClient, command: &str) -> String {
     let out = ssh.exec(command).await;
     assert_eq!(
@@ -316,12 +331,12 @@ enum Boot {
 #[tokio::test]
 async fn boots_a_vps_with_docker_preinstalled_and_keeps_the_block_across_a_reboot() {
     let started = Instant::now();
-    let builder = FakeVps::builder(Image::FakeVps);
+    let builder = FakeVps::builder(LocalOs::DockerReady);
     let mut config = config_for(builder.host_key(), builder.client_key());
     config.commands.push(RunCommand::Shell(
         "echo \"ran as $(id -un)\" > /var/tmp/mngr-command".into(),
     ));
-    let vps = builder
+    let mut vps = builder
         .user_data(config.render().into_string())
         .boot()
         .await;
@@ -335,23 +350,8 @@ async fn boots_a_vps_with_docker_preinstalled_and_keeps_the_block_across_a_reboo
     );
 
     // Reboot: the block is back before Docker, this time from the systemd unit too.
-    testbed::docker(&["restart", "-t", "30", &vps.name]);
-    let mapped = testbed::docker(&["port", &vps.name, "22/tcp"]);
-    let addr = mapped
-        .lines()
-        .find_map(|l| {
-            l.parse::<std::net::SocketAddr>()
-                .ok()
-                .filter(|a| a.is_ipv4())
-        })
-        .unwrap_or_else(|| panic!("no port after restart: {mapped}"));
-    let ssh = SshClient::connect_retrying(
-        addr,
-        vps.host_key.public(),
-        &vps.client_key,
-        Duration::from_secs(120),
-    )
-    .await;
+    vps.reboot().await;
+    let ssh = vps.ssh().await;
     check_bootstrapped(&ssh, &vps.host_key, &config, Boot::Later).await;
     let docker_started = unit_time(&ssh, "docker.service", "InactiveExitTimestampMonotonic").await;
     let unit_done = unit_time(
@@ -373,7 +373,7 @@ async fn boots_a_vps_with_docker_preinstalled_and_keeps_the_block_across_a_reboo
 
 #[tokio::test]
 async fn installs_docker_on_a_fresh_vps() {
-    let builder = FakeVps::builder(Image::FakeVpsFresh);
+    let builder = FakeVps::builder(LocalOs::FreshDebian12);
     let config = config_for(builder.host_key(), builder.client_key());
     let vps = builder
         .user_data(config.render().into_string())
@@ -388,20 +388,16 @@ async fn installs_docker_on_a_fresh_vps() {
 
 #[tokio::test]
 async fn a_failed_docker_install_fails_cloud_init_and_no_marker_is_written() {
-    let builder = FakeVps::builder(Image::FakeVpsFresh);
-    let mut config = config_for(builder.host_key(), builder.client_key());
     // Break dpkg, and point apt at a closed local port so the retry's `apt-get update`
     // fails at once without leaving the machine.
-    config.files.push(FileSpec::new(
-        RemotePath::parse("/etc/apt/apt.conf.d/99-mngr-test-break").expect("valid"),
+    let (vps, config) = boot_with_file(
+        LocalOs::FreshDebian12,
+        "/etc/apt/apt.conf.d/99-mngr-test-break",
         "DPkg::Pre-Invoke { \"/bin/false\"; };\n\
          Acquire::http::Proxy \"http://127.0.0.1:9/\";\n\
          Acquire::https::Proxy \"http://127.0.0.1:9/\";\n",
-    ));
-    let vps = builder
-        .user_data(config.render().into_string())
-        .boot()
-        .await;
+    )
+    .await;
     let ssh = vps.ssh().await;
     let status = cloud_init_status(&ssh).await;
     assert_eq!(status.state, CloudInitState::Error, "{}", status.summary());
@@ -430,38 +426,21 @@ const FETCH_FROM_CONTAINER: &str = "docker run --rm --pull never mngr-test-base 
 
 #[tokio::test]
 async fn containers_cannot_read_the_user_data_from_the_metadata_service() {
-    let builder = FakeVps::builder(Image::FakeVps);
+    let builder = FakeVps::builder(LocalOs::DockerReady);
     let config = config_for(builder.host_key(), builder.client_key());
     let vps = builder
         .user_data(config.render().into_string())
         .boot()
         .await;
 
-    // An image for containers on the VPS (no registry): the base image, copied in.
-    let base = testbed::image(Image::Base);
-    let tar = std::env::temp_dir().join(format!("{}-base.tar", vps.name));
-    let tar_path = tar.to_string_lossy().into_owned();
-    testbed::docker(&["save", "-o", &tar_path, &base]);
-    let copied = std::panic::catch_unwind(|| {
-        testbed::docker(&["cp", &tar_path, &format!("{}:/var/tmp/base.tar", vps.name)])
-    });
-    let _ = std::fs::remove_file(&tar);
-    if let Err(panic) = copied {
-        std::panic::resume_unwind(panic);
-    }
+    // An image for containers on the VPS (no registry): the base image, loaded in.
     let ssh = vps.ssh().await;
     let status = cloud_init_status(&ssh).await;
     assert_eq!(status.state, CloudInitState::Done, "{}", status.summary());
-    let loaded = sh(
-        &ssh,
-        "docker load -q -i /var/tmp/base.tar && rm /var/tmp/base.tar",
-    )
-    .await;
-    let image_id = loaded
-        .split_whitespace()
-        .last()
-        .unwrap_or_else(|| panic!("docker load said {loaded:?}"));
-    sh(&ssh, &format!("docker tag {image_id} mngr-test-base")).await;
+    let base = testbed::image(Image::Base);
+    let loaded = vps.preload_image(&base).await;
+    assert!(loaded.contains(&base), "docker load said {loaded:?}");
+    sh(&ssh, &format!("docker tag {base} mngr-test-base")).await;
 
     // The VPS itself reads it (this is what is at stake) ...
     let from_host = sh(&ssh, "curl -sf http://169.254.169.254/latest/user-data").await;
@@ -490,6 +469,58 @@ async fn containers_cannot_read_the_user_data_from_the_metadata_service() {
         "without the rule a container reads the key: {} {}",
         unguarded.stdout,
         unguarded.stderr
+    );
+    ssh.close().await;
+}
+
+/// A drop-in as an image or a cloud's vendor data may carry one (clouds give new
+/// instances a root password). sshd keeps the first value it reads, so whatever sorts
+/// first in `sshd_config.d` wins.
+const HOSTILE_DROP_IN: &str = "/etc/ssh/sshd_config.d/01-hostile.conf";
+
+#[tokio::test]
+async fn a_hostile_sshd_drop_in_cannot_turn_password_login_back_on() {
+    let (vps, _) = boot_with_file(
+        LocalOs::DockerReady,
+        HOSTILE_DROP_IN,
+        "PasswordAuthentication yes\n\
+         KbdInteractiveAuthentication yes\n\
+         PermitRootLogin yes\n",
+    )
+    .await;
+    let ssh = vps.ssh().await;
+    let status = cloud_init_status(&ssh).await;
+    assert_eq!(status.state, CloudInitState::Done, "{}", status.summary());
+    // The hostile file is there, and Debian's sshd_config includes the drop-ins first.
+    sh(
+        &ssh,
+        &format!("grep -q 'PasswordAuthentication yes' {HOSTILE_DROP_IN}"),
+    )
+    .await;
+    let include = sh(&ssh, "grep -m1 -v '^\\s*\\(#\\|$\\)' /etc/ssh/sshd_config").await;
+    assert_eq!(include.trim(), "Include /etc/ssh/sshd_config.d/*.conf");
+    // What the running sshd would do: ours.
+    let effective = sh(
+        &ssh,
+        "sshd -T | grep -E '^(passwordauthentication|kbdinteractiveauthentication|permitrootlogin) ' | sort",
+    )
+    .await;
+    assert_eq!(
+        effective,
+        "kbdinteractiveauthentication no\npasswordauthentication no\npermitrootlogin without-password\n",
+        "the hostile drop-in won"
+    );
+    // And the running sshd offers keys only (it answers a `none` login with its methods).
+    let offered = ssh
+        .exec(
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+             -o PreferredAuthentications=none root@127.0.0.1 true",
+        )
+        .await;
+    assert!(
+        offered.stderr.contains("Permission denied (publickey)."),
+        "{}",
+        offered.stderr
     );
     ssh.close().await;
 }

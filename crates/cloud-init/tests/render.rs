@@ -167,6 +167,36 @@ fn sshd_limits_go_to_a_drop_in_and_sshd_is_reloaded_not_restarted() {
 }
 
 #[test]
+fn every_variant_hardens_sshd_first_and_reloads_it() {
+    for (name, config) in common::variants() {
+        let v = config.to_value();
+        let files = v["write_files"].as_array().expect("files");
+        assert_eq!(
+            files[0]["path"],
+            cloud_init::SSHD_HARDENING_DROP_IN,
+            "{name}: the hardening is the first file written"
+        );
+        let text = files[0]["content"].as_str().expect("text");
+        for line in [
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{name}: {line}: {text}");
+        }
+        // It sorts before every other drop-in we or cloud-init write.
+        let hardening = cloud_init::SSHD_HARDENING_DROP_IN;
+        assert!(hardening < cloud_init::SSHD_DROP_IN, "{name}");
+        assert!(hardening < "/etc/ssh/sshd_config.d/50-cloud-init.conf");
+        assert!(hardening < "/etc/ssh/sshd_config.d/01-anything.conf");
+        let reload = runcmd(&config)
+            .into_iter()
+            .find(|step| step[3] == "mngr-reload-sshd");
+        assert!(reload.is_some(), "{name}: sshd is reloaded");
+    }
+}
+
+#[test]
 fn secrets_stay_out_of_debug_output() {
     let secret_line = "QyNTUxOQAAACBaZB6mSNLsdF74zCX3OeGSh+aFqOoBzjeIFYRvV0j9+AAAAIgcdLxQHHS8";
     for (name, config) in common::variants() {

@@ -9,12 +9,12 @@ use docker_ssh::{
     BuildContext, BuildOptions, Docker, ExcludeList, ExecOptions, ExitStatus, ObjectKind, PsFilter,
     RunOptions, SshConfig, SshPool, SshTarget, upload_dir,
 };
-use testbed::{FakeVps, Image};
+use testbed::{FakeVps, Image, LocalOs};
 
 #[tokio::test]
 async fn docker_builder_over_ssh_on_a_fake_vps() {
     let base = testbed::image(Image::Base);
-    let vps = FakeVps::builder(Image::FakeVps).boot().await;
+    let vps = FakeVps::builder(LocalOs::DockerReady).boot().await;
     let target = SshTarget::new(
         "127.0.0.1",
         vps.addr(22).port(),

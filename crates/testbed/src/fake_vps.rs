@@ -1,11 +1,16 @@
-//! A fake VPS: a container running systemd, sshd, Docker and the real cloud-init, booted
-//! from a NoCloud seed, as `local-vps` does it (this is the bare test-bed version).
+//! A fake VPS for tests, booted through `local-vps` (the one crate that knows how a local
+//! VPS is faked): this is only the test-bed convenience around [`LocalVpsClient`] (fresh
+//! keys, default user_data, waiting for a pinned SSH login, cleanup on drop).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{Image, KeyPair, SshClient, docker, image, privilege, run_label};
+use local_vps::{ACCOUNT_LABEL, LocalOs, LocalVpsClient, LocalVpsConfig};
+use vps_client::{CreateInstanceRequest, UserData, VpsClient};
+use vps_primitives::{PlanId, RegionId, VpsInstanceId};
+
+use crate::{KeyPair, RUN_LABEL, SshClient, remove_labelled, run_id};
 
 /// A cloud-config document that installs `host` as the VPS's only host key and lets root
 /// log in with `client`, plus `runcmd` lines.
@@ -30,7 +35,7 @@ pub fn default_user_data(host: &KeyPair, client: &KeyPair, runcmd: &[&str]) -> S
 
 /// How to boot a fake VPS.
 pub struct FakeVpsBuilder {
-    image: Image,
+    os: LocalOs,
     user_data: Option<String>,
     host_key: KeyPair,
     client_key: KeyPair,
@@ -42,7 +47,7 @@ pub struct FakeVpsBuilder {
 impl std::fmt::Debug for FakeVpsBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeVpsBuilder")
-            .field("image", &self.image)
+            .field("os", &self.os)
             .field("user_data", &self.user_data.as_ref().map(|_| "<redacted>"))
             .field("host_key", &self.host_key)
             .field("client_key", &self.client_key)
@@ -71,7 +76,7 @@ impl FakeVpsBuilder {
         self
     }
 
-    /// Publishes these VPS ports on 127.0.0.1 (default: 22 and 2222).
+    /// Publishes these VPS ports on 127.0.0.1 (default: 22 and 2222; 22 always).
     pub fn ports(mut self, ports: &[u16]) -> Self {
         self.ports = ports.to_vec();
         self
@@ -83,109 +88,102 @@ impl FakeVpsBuilder {
         self
     }
 
-    /// Creates the container and its `/var/lib/docker` volume, delivers the NoCloud seed,
-    /// starts it and waits until root can log in over SSH with the pinned host key.
+    /// Creates the VPS with `local-vps` (in an account of its own, labelled with the test
+    /// run) and waits until root can log in over SSH with the pinned host key.
     ///
     /// # Panics
     /// When any step fails; what was created is removed.
     pub async fn boot(self) -> FakeVps {
-        let tag = image(self.image);
-        let privilege = privilege();
-        let name = format!("mngr-test-vps-{:08x}", rand::random::<u32>());
-        let volume = format!("{name}-docker");
-        let label = run_label();
-        docker(&["volume", "create", "--label", &label, &volume]);
-        // From here on, drop removes what exists.
+        let account = format!("testbed-{:016x}", rand::random::<u64>());
+        let config = LocalVpsConfig::default()
+            .account(account.clone())
+            .label(RUN_LABEL, run_id())
+            .progress(|line| eprintln!("[local-vps] {line}"));
+        let client = LocalVpsClient::new(config)
+            .unwrap_or_else(|e| panic!("test bed: local-vps refused the config: {e}"));
+        let user_data = self
+            .user_data
+            .unwrap_or_else(|| default_user_data(&self.host_key, &self.client_key, &[]));
+        let request = CreateInstanceRequest {
+            label: account.clone(),
+            region: RegionId::parse("local").expect("a valid region id"),
+            plan: PlanId::parse("local").expect("a valid plan id"),
+            os: self.os.os_id(),
+            snapshot: None,
+            user_data: UserData::new(user_data),
+            ssh_key_ids: Vec::new(),
+            tags: Vec::new(),
+            ports: self.ports.clone(),
+        };
+        // From here on, drop removes whatever the account holds.
         let mut vps = FakeVps {
-            name: name.clone(),
-            volume: volume.clone(),
+            client,
+            account,
+            id: None,
+            name: String::new(),
             ports: BTreeMap::new(),
+            published: self.ports,
             host_key: self.host_key,
             client_key: self.client_key,
         };
-        let mut args: Vec<String> = [
-            "create",
-            "--name",
-            &name,
-            "--hostname",
-            &name,
-            "--label",
-            &label,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(local_vps_images::fake_vps_run_args(privilege));
-        for port in &self.ports {
-            args.push("-p".into());
-            args.push(format!("127.0.0.1::{port}"));
-        }
-        args.extend(["-v".into(), format!("{volume}:/var/lib/docker"), tag]);
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        docker(&argv);
-
-        let seed = std::env::temp_dir().join(format!("{name}-seed"));
-        std::fs::create_dir_all(&seed).unwrap_or_else(|e| panic!("test bed: seed dir: {e}"));
-        let user_data = self
-            .user_data
-            .unwrap_or_else(|| default_user_data(&vps.host_key, &vps.client_key, &[]));
-        let meta = format!("instance-id: iid-{name}\nlocal-hostname: {name}\n");
-        let written = std::fs::write(seed.join("user-data"), user_data)
-            .and_then(|()| std::fs::write(seed.join("meta-data"), meta));
-        if let Err(e) = written {
-            panic!("test bed: writing the seed: {e}");
-        }
-        let src = format!("{}/.", seed.display());
-        let dst = format!("{name}:/var/lib/cloud/seed/nocloud/");
-        docker(&["cp", &src, &dst]);
-        let _ = std::fs::remove_dir_all(&seed);
-        docker(&["start", &name]);
-
-        for port in &self.ports {
-            let mapped = docker(&["port", &name, &format!("{port}/tcp")]);
-            let addr = mapped
-                .lines()
-                .find_map(|l| l.parse::<SocketAddr>().ok().filter(SocketAddr::is_ipv4))
-                .unwrap_or_else(|| panic!("test bed: no 127.0.0.1 mapping for {port}: {mapped}"));
-            assert!(addr.ip().is_loopback(), "port {port} published on {addr}");
-            vps.ports.insert(*port, addr);
-        }
-        let client = SshClient::connect_retrying(
-            vps.addr(22),
-            vps.host_key.public(),
-            &vps.client_key,
-            self.boot_timeout,
-        )
-        .await;
-        client.close().await;
+        let id = vps
+            .client
+            .create_instance(&request)
+            .await
+            .unwrap_or_else(|e| panic!("test bed: creating a fake VPS: {e}"));
+        vps.name = id.to_string();
+        vps.id = Some(id);
+        vps.login(self.boot_timeout).await;
         vps
     }
 }
 
-/// A booted fake VPS. Dropping it removes the container and its volume.
-#[derive(Debug)]
+/// A booted fake VPS (a `local-vps` instance). Dropping it removes everything of it.
 pub struct FakeVps {
-    /// Container name (also its hostname).
+    client: LocalVpsClient,
+    account: String,
+    id: Option<VpsInstanceId>,
+    /// Its instance id, which is also its container's name.
     pub name: String,
-    volume: String,
     ports: BTreeMap<u16, SocketAddr>,
+    published: Vec<u16>,
     /// The host key the VPS presents.
     pub host_key: KeyPair,
     /// The key root accepts.
     pub client_key: KeyPair,
 }
 
+impl std::fmt::Debug for FakeVps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeVps")
+            .field("name", &self.name)
+            .field("ports", &self.ports)
+            .field("host_key", &self.host_key)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FakeVps {
-    /// Starts describing a fake VPS made from `image` with fresh keys.
-    pub fn builder(image: Image) -> FakeVpsBuilder {
+    /// Starts describing a fake VPS of `os` with fresh keys.
+    pub fn builder(os: LocalOs) -> FakeVpsBuilder {
         FakeVpsBuilder {
-            image,
+            os,
             user_data: None,
             host_key: KeyPair::generate(),
             client_key: KeyPair::generate(),
             ports: vec![22, 2222],
             boot_timeout: Duration::from_secs(120),
         }
+    }
+
+    /// The `local-vps` client that made it (for `preload_image`, snapshots, …).
+    pub fn client(&self) -> &LocalVpsClient {
+        &self.client
+    }
+
+    /// Its instance id.
+    pub fn id(&self) -> &VpsInstanceId {
+        self.id.as_ref().expect("a booted VPS has an id")
     }
 
     /// Where VPS port `port` is reached from this machine (127.0.0.1 and a mapped port).
@@ -209,15 +207,63 @@ impl FakeVps {
         )
         .await
     }
+
+    /// Reboots the VPS (systemd shuts down, then boots again) and waits for the pinned
+    /// SSH login. Its ports change: [`Self::addr`] gives the new ones.
+    pub async fn reboot(&mut self) {
+        let id = self.id().clone();
+        self.client
+            .stop_instance(&id)
+            .await
+            .unwrap_or_else(|e| panic!("test bed: stopping {id}: {e}"));
+        self.client
+            .start_instance(&id)
+            .await
+            .unwrap_or_else(|e| panic!("test bed: starting {id}: {e}"));
+        self.login(Duration::from_secs(120)).await;
+    }
+
+    /// Copies a local image into the VPS's Docker engine (`local-vps`'s `preload_image`);
+    /// returns what `docker load` reports.
+    pub async fn preload_image(&self, image: &str) -> Vec<String> {
+        self.client
+            .preload_image(self.id(), image)
+            .await
+            .unwrap_or_else(|e| panic!("test bed: loading {image} into {}: {e}", self.name))
+    }
+
+    /// Reads the published ports and waits until root logs in with the pinned key.
+    async fn login(&mut self, timeout: Duration) {
+        let id = self.id().clone();
+        self.ports.clear();
+        let mut ports = self.published.clone();
+        if !ports.contains(&22) {
+            ports.insert(0, 22);
+        }
+        for port in ports {
+            let addr = self
+                .client
+                .socket_addr(&id, port)
+                .await
+                .unwrap_or_else(|e| panic!("test bed: no address for port {port} of {id}: {e}"));
+            assert!(addr.ip().is_loopback(), "port {port} published on {addr}");
+            self.ports.insert(port, addr);
+        }
+        let ssh = SshClient::connect_retrying(
+            self.addr(22),
+            self.host_key.public(),
+            &self.client_key,
+            timeout,
+        )
+        .await;
+        ssh.close().await;
+    }
 }
 
 impl Drop for FakeVps {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "-f", "-v", &self.name])
-            .output();
-        let _ = std::process::Command::new("docker")
-            .args(["volume", "rm", "-f", &self.volume])
-            .output();
+        if let Err(e) = remove_labelled(ACCOUNT_LABEL, &self.account) {
+            eprintln!("{e}");
+        }
     }
 }

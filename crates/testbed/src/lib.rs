@@ -3,11 +3,12 @@
 //! - [`image`] makes sure a locally built image exists (no registry is ever used).
 //! - [`start_sshd`] runs OpenSSH's sshd in a container (testcontainers) with a pinned
 //!   host key, its port published on 127.0.0.1 only.
-//! - [`FakeVpsBuilder::boot`] boots a fake VPS (systemd, sshd, the real cloud-init reading a
-//!   NoCloud seed, Docker inside) and waits until its SSH server, with the pinned key,
-//!   answers.
+//! - [`FakeVpsBuilder::boot`] boots a fake VPS through `local-vps` (the one way to boot
+//!   one: systemd, sshd, the real cloud-init reading a NoCloud seed, Docker inside) and
+//!   waits until its SSH server, with the pinned key, answers.
 //! - [`SshClient`] is a minimal pinned-key SSH client for checking what happened; the
 //!   product's client lives in `docker-ssh`.
+//! - [`remove_labelled`] removes what carries a label (docker-ssh's one cleanup by label).
 //!
 //! Everything a test creates carries the label [`RUN_LABEL`]` = `[`run_id`], so
 //! `cargo xtask test` and `.ci/run` remove it all, even after a crash; values also clean
@@ -15,8 +16,8 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use testbed::{FakeVps, Image, KeyPair};
-//! let vps = FakeVps::builder(Image::FakeVps).boot().await;
+//! use testbed::{FakeVps, LocalOs};
+//! let vps = FakeVps::builder(LocalOs::DockerReady).boot().await;
 //! let out = vps.ssh().await.exec("cloud-init status --wait").await;
 //! assert_eq!(out.code, 0, "{}", out.stderr);
 //! # }
@@ -28,15 +29,21 @@ mod ssh;
 mod sshd;
 
 use std::process::Command;
+use std::sync::Arc;
+
+pub use docker_ssh::Removed;
+use docker_ssh::{Docker, LocalExecutor};
 
 pub use fake_vps::{FakeVps, FakeVpsBuilder, default_user_data};
 pub use keys::KeyPair;
-pub use local_vps_images::{Image, Privilege};
+pub use local_vps::LocalOs;
+pub use local_vps_images::Image;
 pub use ssh::{CmdOutput, SshClient};
 pub use sshd::{Sshd, start_sshd};
 
-/// Label key on every container, volume and network a test creates.
-pub const RUN_LABEL: &str = "com.imbue.mngr.test-run";
+/// Label key on every container, volume and network a test creates (the one definition
+/// is `vps_primitives::LABEL_TEST_RUN`).
+pub const RUN_LABEL: &str = vps_primitives::LABEL_TEST_RUN;
 
 /// The id of this test run: `$MNGR_TEST_RUN_ID`, or `dev` when tests run outside xtask.
 pub fn run_id() -> String {
@@ -60,15 +67,6 @@ pub fn image(image: Image) -> String {
     .unwrap_or_else(|e| panic!("test bed: cannot provide image {}: {e}", image.name()))
 }
 
-/// How fake VPSes get their privileges on this engine.
-///
-/// # Panics
-/// When the engine cannot be probed.
-pub fn privilege() -> Privilege {
-    let base = image(Image::Base);
-    Privilege::detect(&base).unwrap_or_else(|e| panic!("test bed: {e}"))
-}
-
 /// Runs `docker ARGS` and returns its trimmed stdout.
 ///
 /// # Panics
@@ -87,30 +85,25 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Removes every container, volume, network and image carrying `label` (`key=value`),
-/// ignoring failures: for cleanup after a test, also from `Drop`.
-pub fn remove_labelled(label: &str) {
-    let filter = format!("label={label}");
-    let ids = |args: &[&str]| -> Vec<String> {
-        Command::new("docker")
-            .args(args)
-            .args(["--filter", &filter])
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let remove = |args: &[&str], ids: Vec<String>| {
-        if !ids.is_empty() {
-            let _ = Command::new("docker").args(args).args(&ids).output();
-        }
-    };
-    remove(&["rm", "-f", "-v"], ids(&["ps", "-aq"]));
-    remove(&["volume", "rm", "-f"], ids(&["volume", "ls", "-q"]));
-    remove(&["network", "rm"], ids(&["network", "ls", "-q"]));
-    remove(&["rmi", "-f"], ids(&["images", "-q"]));
+/// Removes every container, volume, network and image carrying label `key=value`, with
+/// docker-ssh's one cleanup by label ([`docker_ssh::Docker::remove_labelled`]), and says
+/// how many of each. For cleanup after a test, also from `Drop` (it runs on a thread of
+/// its own, so it may be called inside an async test).
+///
+/// # Errors
+/// What Docker refused, as text (callers in `Drop` print it and go on).
+pub fn remove_labelled(key: &str, value: &str) -> Result<Removed, String> {
+    let (key, value) = (key.to_owned(), value.to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("test bed: cannot start a runtime: {e}"))?;
+        let docker = Docker::new(Arc::new(LocalExecutor::new()));
+        runtime
+            .block_on(docker.remove_labelled(&key, Some(&value)))
+            .map_err(|e| format!("test bed: removing what carries {key}={value}: {e}"))
+    })
+    .join()
+    .unwrap_or_else(|_| Err("test bed: the cleanup thread panicked".to_owned()))
 }

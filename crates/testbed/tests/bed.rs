@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use testbed::{FakeVps, Image, KeyPair, SshClient, start_sshd};
+use testbed::{FakeVps, KeyPair, LocalOs, SshClient, start_sshd};
 
 #[tokio::test]
 async fn sshd_container_handshakes_only_with_the_pinned_key() {
@@ -35,7 +35,7 @@ async fn sshd_container_handshakes_only_with_the_pinned_key() {
 
 #[tokio::test]
 async fn fake_vps_boots_with_real_cloud_init_from_a_nocloud_seed() {
-    let builder = FakeVps::builder(Image::FakeVps);
+    let builder = FakeVps::builder(LocalOs::DockerReady);
     let user_data = testbed::default_user_data(
         builder.host_key(),
         builder.client_key(),
@@ -74,4 +74,100 @@ async fn fake_vps_boots_with_real_cloud_init_from_a_nocloud_seed() {
     assert_eq!(docker.code, 0, "{}", docker.stderr);
     assert_eq!(docker.stdout.trim(), "overlay2");
     ssh.close().await;
+}
+
+#[test]
+fn remove_labelled_removes_containers_volumes_networks_and_images_and_counts_them() {
+    let base = testbed::image(testbed::Image::Base);
+    let key = "com.imbue.mngr.testbed-cleanup";
+    let value = format!("{:016x}", rand_value());
+    let label = format!("{key}={value}");
+    let run = testbed::run_label();
+    let name = format!("mngr-test-cleanup-{value}");
+    testbed::docker(&[
+        "volume", "create", "--label", &label, "--label", &run, &name,
+    ]);
+    testbed::docker(&[
+        "network", "create", "--label", &label, "--label", &run, &name,
+    ]);
+    let image = format!("mngr-test-cleanup:{value}");
+    let container = testbed::docker(&[
+        "create",
+        "--label",
+        &label,
+        "--label",
+        &run,
+        "--network",
+        &name,
+        "-v",
+        &format!("{name}:/data"),
+        "-v",
+        "/anonymous",
+        "--name",
+        &name,
+        &base,
+        "true",
+    ]);
+    testbed::docker(&[
+        "commit",
+        "--change",
+        &format!("LABEL {label}"),
+        &container,
+        &image,
+    ]);
+    // A second tag of the same image counts once.
+    testbed::docker(&["tag", &image, &format!("{image}-again")]);
+    let anonymous = testbed::docker(&[
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{if eq .Destination \"/anonymous\"}}{{.Name}}{{end}}{{end}}",
+        &container,
+    ]);
+    assert!(!anonymous.is_empty());
+
+    let removed = testbed::remove_labelled(key, &value).expect("cleanup");
+    assert_eq!(
+        (
+            removed.containers,
+            removed.volumes,
+            removed.networks,
+            removed.images
+        ),
+        (1, 1, 1, 1),
+        "{removed}"
+    );
+    let filter = format!("label={label}");
+    for what in [
+        &["ps", "-aq", "--filter", &filter][..],
+        &["volume", "ls", "-q", "--filter", &filter][..],
+        &["network", "ls", "-q", "--filter", &filter][..],
+        &["image", "ls", "-q", "--filter", &filter][..],
+    ] {
+        assert_eq!(
+            testbed::docker(what),
+            "",
+            "docker {} still lists",
+            what.join(" ")
+        );
+    }
+    // The container's anonymous volume went with it (`rm -v`).
+    let left = testbed::docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={anonymous}"),
+    ]);
+    assert_eq!(left, "", "anonymous volume left");
+    // Nothing left is nothing removed.
+    assert!(
+        testbed::remove_labelled(key, &value)
+            .expect("cleanup")
+            .is_empty()
+    );
+}
+
+fn rand_value() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id())
 }

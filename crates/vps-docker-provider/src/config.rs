@@ -71,6 +71,8 @@ pub struct VpsDockerProviderConfig {
     pub docker_install_timeout: f64,
     /// How long listing waits for one VPS's SSH before calling it unreachable, seconds.
     pub discovery_connect_timeout: f64,
+    /// How often the container's activity watcher checks for idleness, seconds.
+    pub idle_check_interval: u64,
     /// The VPS port published to the container's sshd. Published on all interfaces of
     /// the VPS (the container's sshd takes pinned keys only; a cloud firewall opens only
     /// this port and 22).
@@ -108,6 +110,7 @@ impl Default for VpsDockerProviderConfig {
             vps_boot_timeout: 300.0,
             docker_install_timeout: 300.0,
             discovery_connect_timeout: 10.0,
+            idle_check_interval: 15,
             container_ssh_port: 2222,
             default_region: "ewr".into(),
             default_plan: "vc2-1c-1gb".into(),
@@ -139,7 +142,7 @@ impl ConfigError {
 }
 
 /// The keys [`VpsDockerProviderConfig`] reads, in the `_` spelling.
-pub const KNOWN_KEYS: [&str; 22] = [
+pub const KNOWN_KEYS: [&str; 23] = [
     "backend",
     "plugin",
     "is_enabled",
@@ -155,6 +158,7 @@ pub const KNOWN_KEYS: [&str; 22] = [
     "vps_boot_timeout",
     "docker_install_timeout",
     "discovery_connect_timeout",
+    "idle_check_interval",
     "container_ssh_port",
     "default_region",
     "default_plan",
@@ -222,6 +226,15 @@ impl VpsDockerProviderConfig {
             return Err(ConfigError::new(
                 "default_idle_timeout",
                 "must be at least 1 second (use default_idle_mode = \"DISABLED\" to never idle out)",
+            ));
+        }
+        if self.idle_check_interval == 0 || self.idle_check_interval > 3600 {
+            return Err(ConfigError::new(
+                "idle_check_interval",
+                format!(
+                    "must be from 1 to 3600 seconds, not {}",
+                    self.idle_check_interval
+                ),
             ));
         }
         if self.container_ssh_port == 0 || self.container_ssh_port == 22 {
@@ -409,6 +422,7 @@ mod tests {
                 "discovery_connect_timeout",
             ),
             ("default_idle_timeout = 0", "default_idle_timeout"),
+            ("idle_check_interval = 0", "idle_check_interval"),
             ("container_ssh_port = 22", "container_ssh_port"),
             ("container_ssh_port = 0", "container_ssh_port"),
             ("host_dir = \"relative\"", "host_dir"),

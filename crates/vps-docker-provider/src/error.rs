@@ -11,28 +11,28 @@ use crate::config::ConfigError;
 use crate::keys::KeyStoreError;
 use crate::step::Step;
 
-/// Why one step failed.
+/// Why one step failed. The underlying errors are boxed, so results stay small.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StepError {
     /// The provider's API.
     #[error(transparent)]
-    Provider(#[from] VpsClientError),
+    Provider(Box<VpsClientError>),
     /// An SSH connection.
     #[error(transparent)]
-    Ssh(#[from] SshError),
+    Ssh(Box<SshError>),
     /// A command (on the VPS or in the container).
     #[error(transparent)]
-    Exec(#[from] ExecError),
+    Exec(Box<ExecError>),
     /// A Docker command on the VPS.
     #[error(transparent)]
-    Docker(#[from] DockerError),
+    Docker(Box<DockerError>),
     /// The host records on the VPS.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
     /// Key files or pins on this machine.
     #[error(transparent)]
-    Keys(#[from] KeyStoreError),
+    Keys(Box<KeyStoreError>),
     /// Something the step checks was not as it must be.
     #[error("{0}")]
     Check(String),
@@ -46,6 +46,25 @@ pub enum StepError {
         secs: f64,
     },
 }
+
+macro_rules! boxed_from {
+    ($($variant:ident($error:ty)),* $(,)?) => {
+        $(impl From<$error> for StepError {
+            fn from(e: $error) -> Self {
+                Self::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+boxed_from!(
+    Provider(VpsClientError),
+    Ssh(SshError),
+    Exec(ExecError),
+    Docker(DockerError),
+    Store(StoreError),
+    Keys(KeyStoreError),
+);
 
 /// One undo of a failed create that failed in turn.
 #[derive(Debug)]
@@ -68,7 +87,7 @@ impl fmt::Display for RollbackFailure {
 pub enum ProviderError {
     /// The provider's configuration breaks a rule.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(Box<ConfigError>),
     /// An argument breaks a rule; nothing was created.
     #[error("{0}")]
     InvalidInput(String),
@@ -167,8 +186,14 @@ pub enum ProviderError {
         what: &'static str,
         /// Why.
         #[source]
-        source: VpsClientError,
+        source: Box<VpsClientError>,
     },
+}
+
+impl From<ConfigError> for ProviderError {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(Box::new(e))
+    }
 }
 
 impl From<InvalidValue> for ProviderError {

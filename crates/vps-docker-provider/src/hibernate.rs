@@ -165,7 +165,7 @@ impl VpsDockerProvider {
                 .await
                 .map_err(|source| ProviderError::Provider {
                     what: "listing the provider's snapshots (for hibernated hosts)",
-                    source,
+                    source: Box::new(source),
                 })?;
         Ok(all
             .into_iter()
@@ -211,7 +211,7 @@ impl VpsDockerProvider {
             .await
             .map_err(|source| ProviderError::Provider {
                 what: "looking up the host's instance",
-                source,
+                source: Box::new(source),
             })?;
         if instances.iter().any(|i| i.tags.contains(&provider)) {
             return Ok(None);

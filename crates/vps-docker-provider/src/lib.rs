@@ -18,7 +18,7 @@
 //! | `rotate-host-key` | a new host key replaces the user_data's (which stays readable at the metadata endpoint) and is pinned; sshd reloads |
 //! | `image` | the image is on the VPS already, or streamed from this machine (`docker save \| docker load` over the pooled connection), or pulled there |
 //! | `state-container`, `host-volume` | the state container (records) and the host's volume |
-//! | `container` | `docker create` (sshd published on the VPS's `container_ssh_port`, volume at `/mngr-vol`, labels, restart `unless-stopped`, start args after the defaults), the container's sshd config, keys and entrypoint copied in, `docker start` |
+//! | `container` | `docker create` (sshd published on the VPS's `container_ssh_port`, volume at `/mngr-vol`, labels, restart `on-failure` (see the README), start args after the defaults), the container's sshd config, keys, entrypoint and idle watcher copied in, `docker start` |
 //! | `container-setup` | packages the image lacks are installed (with a warning naming them); sshd started |
 //! | `connect-container` | SSH into the container, pinned to its host key |
 //! | `write-record` | the host record on the state volume |
@@ -116,10 +116,16 @@ pub use hibernate::{HIBERNATE_SNAPSHOT_TIMEOUT, HIBERNATION_PREFIX, HibernationL
 pub use host::{Host, HostInfo, HostStatus, StopReason};
 pub use keys::{ClientKeys, HostKeys, KeyStore, KeyStoreError};
 pub use provider::{
-    CreateHostRequest, VPS_BUILD_ARGS, VpsChoice, VpsDockerProvider, parse_build_args,
+    CreateHostRequest, ExecutorWrapper, VPS_BUILD_ARGS, VpsChoice, VpsDockerProvider,
+    parse_build_args,
 };
 pub use snapshot::{
     ContainerSnapshot, SNAPSHOT_VOLUME_DIR, SnapshotSource, capture_volume_script,
     restore_volume_script,
 };
 pub use step::{Cancel, CancelHandle, NoProgress, Phases, Progress, Step};
+
+/// Compiles the README's example as a doc test, so it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -70,7 +70,11 @@ pub fn container_run_options(spec: &ContainerSpec<'_>) -> RunOptions {
         .label(LABEL_HOST_NAME, spec.name.as_str())
         .label(LABEL_PROVIDER, spec.provider.as_str())
         .label(LABEL_TAGS, tags)
-        .restart(RestartPolicy::UnlessStopped)
+        // `on-failure`, not `unless-stopped`: the idle watcher stops the container from
+        // inside with exit status 0, which `unless-stopped` would undo at once. The
+        // entrypoint exits non-zero on SIGTERM, so a VPS reboot (dockerd stops it) brings it
+        // back, while `docker stop` (a manual stop) does not.
+        .restart(RestartPolicy::OnFailure(None))
         .pull(PullPolicy::Never)
         .extra_args(spec.start_args.iter().cloned())
         .entrypoint("/bin/sh")
@@ -111,18 +115,98 @@ pub fn start_sshd_script() -> String {
     )
 }
 
-/// The container's entrypoint (PID 1): links `host_dir` to the host volume, starts sshd,
-/// and waits, exiting cleanly on `docker stop`. It runs at every start, so sshd comes back
-/// after `docker restart`, a stop and start, and a VPS reboot, with nothing run from outside.
+/// Exit status of the container when the idle watcher stopped it.
+pub const IDLE_EXIT_STATUS: i64 = 0;
+
+/// The container's entrypoint (PID 1): links `host_dir` to the host volume, records the
+/// boot as activity, starts sshd and the activity watcher, and waits. It runs at every
+/// start, so sshd and the watcher come back after `docker restart`, a stop and start, and
+/// a VPS reboot, with nothing run from outside. SIGTERM (`docker stop`, dockerd shutting
+/// down) exits 143, so the `on-failure` restart policy brings the container back after a
+/// reboot; the watcher's SIGUSR1 exits [`IDLE_EXIT_STATUS`], which is not restarted.
 pub fn entrypoint_script(host_dir: &str) -> String {
     let dir = quote(host_dir);
     format!(
         "#!/bin/sh\n\
          # Host container entrypoint (mngr-vps): runs at every container start.\n\
          if [ ! -L {dir} ]; then rm -rf {dir}; mkdir -p \"$(dirname {dir})\"; ln -sfn {HOST_VOLUME_MOUNT} {dir}; fi\n\
+         mkdir -p {HOST_VOLUME_MOUNT}/activity && touch {HOST_VOLUME_MOUNT}/activity/boot\n\
          sh {MNGR_ETC}/start-sshd.sh || echo 'mngr: sshd not started yet' >&2\n\
-         trap 'exit 0' TERM INT\n\
+         nohup sh {MNGR_ETC}/activity-watcher.sh </dev/null >/var/log/mngr-activity-watcher.log 2>&1 &\n\
+         trap 'exit 143' TERM INT\n\
+         trap 'exit {IDLE_EXIT_STATUS}' USR1\n\
          while :; do sleep 3600 & wait $!; done\n"
+    )
+}
+
+/// The idle settings the watcher reads (`/etc/mngr/idle.env`, sourced by `sh`): the
+/// timeout, the activity sources (lower case; empty: never idle), an optional hard cap on
+/// the host's age since its last boot, and the check interval, all in seconds.
+pub fn idle_env(
+    timeout: u64,
+    sources: &[host_store::ActivitySource],
+    max_age: Option<u64>,
+    check_interval: u64,
+) -> String {
+    let sources: Vec<String> = sources
+        .iter()
+        .map(|s| s.as_str().to_ascii_lowercase())
+        .collect();
+    format!(
+        "IDLE_TIMEOUT={timeout}\nSOURCES={}\nMAX_AGE={}\nCHECK_INTERVAL={check_interval}\n",
+        quote(&sources.join(" ")),
+        max_age.map(|a| a.to_string()).unwrap_or_default(),
+    )
+}
+
+/// The activity watcher (POSIX sh, started by the entrypoint): every `CHECK_INTERVAL`
+/// seconds it takes the newest modification time of the activity files of the configured
+/// sources (`activity/{boot,user,ssh}` of the host, `agents/*/activity/{create,start,agent,process}`
+/// of its agents, on the host volume), and when that is `IDLE_TIMEOUT` seconds old, or the
+/// host is older than `MAX_AGE` since boot, it stops the container (SIGUSR1 to PID 1).
+/// A `host_lock` file pauses it.
+pub fn activity_watcher_script() -> String {
+    format!(
+        r#"#!/bin/sh
+# mngr-vps activity watcher: stops the container when it is idle.
+hd={HOST_VOLUME_MOUNT}
+while :; do
+  CHECK_INTERVAL=15
+  [ -f {MNGR_ETC}/idle.env ] && . {MNGR_ETC}/idle.env
+  sleep "$CHECK_INTERVAL"
+  [ -e "$hd/host_lock" ] && continue
+  now=$(date +%s)
+  boot=$(stat -c %Y "$hd/activity/boot" 2>/dev/null || echo "$now")
+  if [ -n "$MAX_AGE" ] && [ $((now - boot)) -ge "$MAX_AGE" ]; then
+    echo "$(date -u +%FT%TZ) host older than $MAX_AGE s: stopping"; kill -USR1 1; exit 0
+  fi
+  [ -n "$SOURCES" ] && [ -n "$IDLE_TIMEOUT" ] || continue
+  latest=0
+  for s in $SOURCES; do
+    case "$s" in
+      boot|user|ssh) files="$hd/activity/$s" ;;
+      create|start|agent|process) files="$hd/agents/*/activity/$s" ;;
+      *) continue ;;
+    esac
+    for f in $files; do
+      [ -e "$f" ] || continue
+      m=$(stat -c %Y "$f" 2>/dev/null || echo 0)
+      [ "$m" -gt "$latest" ] && latest=$m
+    done
+  done
+  [ "$latest" -gt 0 ] || continue
+  if [ $((now - latest)) -ge "$IDLE_TIMEOUT" ]; then
+    echo "$(date -u +%FT%TZ) idle for $((now - latest)) s (timeout $IDLE_TIMEOUT s): stopping"; kill -USR1 1; exit 0
+  fi
+done
+"#
+    )
+}
+
+/// Run by sshd for every session (`/etc/ssh/sshrc`): an SSH login or command is activity.
+pub fn sshrc_script() -> String {
+    format!(
+        "#!/bin/sh\nmkdir -p {HOST_VOLUME_MOUNT}/activity 2>/dev/null; touch {HOST_VOLUME_MOUNT}/activity/ssh 2>/dev/null\nexit 0\n"
     )
 }
 
@@ -213,8 +297,9 @@ pub fn container_files_tar(
     host_key_private: &str,
     host_key_public: &str,
     authorized_key: &str,
+    idle_env: &str,
 ) -> std::io::Result<Vec<u8>> {
-    let files: [(&str, String, u32); 6] = [
+    let files: [(&str, String, u32); 8] = [
         ("sshd_config", sshd_config(), 0o644),
         ("ssh_host_ed25519_key", host_key_private.to_owned(), 0o600),
         (
@@ -225,6 +310,8 @@ pub fn container_files_tar(
         ("authorized_keys", format!("{authorized_key}\n"), 0o600),
         ("start-sshd.sh", start_sshd_script(), 0o755),
         ("entrypoint.sh", entrypoint_script(host_dir), 0o755),
+        ("activity-watcher.sh", activity_watcher_script(), 0o755),
+        ("idle.env", idle_env.to_owned(), 0o644),
     ];
     let mut builder = tar::Builder::new(Vec::new());
     let mut dir = tar::Header::new_gnu();
@@ -244,6 +331,14 @@ pub fn container_files_tar(
         let path = format!("{}/{name}", MNGR_ETC.trim_start_matches('/'));
         builder.append_data(&mut h, path, content.as_bytes())?;
     }
+    let sshrc = sshrc_script();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(sshrc.len() as u64);
+    builder.append_data(&mut h, "etc/ssh/sshrc", sshrc.as_bytes())?;
     builder.into_inner()
 }
 
@@ -286,6 +381,17 @@ mod tests {
             rotate_host_key_script("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIexample")
         );
         insta::assert_snapshot!("cloud_init_wait", cloud_init_wait_script());
+        insta::assert_snapshot!("activity_watcher", activity_watcher_script());
+        insta::assert_snapshot!("sshrc", sshrc_script());
+        insta::assert_snapshot!(
+            "idle_env",
+            idle_env(
+                800,
+                &host_store::IdleMode::Ssh.sources().unwrap_or_default(),
+                Some(86400),
+                15
+            )
+        );
     }
 
     #[test]
@@ -297,8 +403,14 @@ mod tests {
 
     #[test]
     fn the_files_tar_has_private_modes_for_secrets() {
-        let bytes = container_files_tar("/mngr", "PRIVATE", "ssh-ed25519 AAAA", "ssh-ed25519 BBBB")
-            .expect("tar");
+        let bytes = container_files_tar(
+            "/mngr",
+            "PRIVATE",
+            "ssh-ed25519 AAAA",
+            "ssh-ed25519 BBBB",
+            "IDLE_TIMEOUT=1\n",
+        )
+        .expect("tar");
         let mut archive = tar::Archive::new(bytes.as_slice());
         let mut modes = BTreeMap::new();
         for entry in archive.entries().expect("entries") {
@@ -310,7 +422,8 @@ mod tests {
         assert_eq!(modes["etc/mngr/ssh_host_ed25519_key"], 0o600);
         assert_eq!(modes["etc/mngr/authorized_keys"], 0o600);
         assert_eq!(modes["etc/mngr/entrypoint.sh"], 0o755);
-        assert_eq!(modes.len(), 7);
+        assert_eq!(modes["etc/ssh/sshrc"], 0o755);
+        assert_eq!(modes.len(), 10);
     }
 
     #[test]

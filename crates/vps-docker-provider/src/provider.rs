@@ -56,6 +56,9 @@ pub struct CreateHostRequest {
     /// Start from a container snapshot of another host (its image is copied to the new
     /// VPS, its volume copy fills the new host's volume); `image` is not used then.
     pub snapshot: Option<SnapshotSource>,
+    /// A hard cap on the host's age since its container last started, seconds: the
+    /// watcher stops it then, busy or not.
+    pub max_host_age: Option<u64>,
 }
 
 impl CreateHostRequest {
@@ -70,6 +73,7 @@ impl CreateHostRequest {
             idle_timeout: None,
             idle_mode: None,
             snapshot: None,
+            max_host_age: None,
         }
     }
 }
@@ -134,7 +138,12 @@ pub(crate) struct Inner {
     pub(crate) client: Arc<dyn VpsClient>,
     pub(crate) config: VpsDockerProviderConfig,
     pub(crate) keys: KeyStore,
+    pub(crate) wrap_vps: Option<ExecutorWrapper>,
 }
+
+/// Wraps the executor a create uses on the VPS after its host key is rotated (see
+/// [`VpsDockerProvider::with_vps_executor_wrapper`]).
+pub type ExecutorWrapper = Arc<dyn Fn(Arc<dyn Executor>) -> Arc<dyn Executor> + Send + Sync>;
 
 impl std::fmt::Debug for VpsDockerProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,8 +177,24 @@ impl VpsDockerProvider {
                 client,
                 config,
                 keys: KeyStore::new(key_dir),
+                wrap_vps: None,
             }),
         })
+    }
+
+    /// Runs every command a create sends to the VPS after the host key rotation (image,
+    /// state container, volume, container, setup, record) through `wrap`: for fault
+    /// injection in tests, or auditing. Returns a new provider value.
+    pub fn with_vps_executor_wrapper(self, wrap: ExecutorWrapper) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                name: self.inner.name.clone(),
+                client: self.inner.client.clone(),
+                config: self.inner.config.clone(),
+                keys: self.inner.keys.clone(),
+                wrap_vps: Some(wrap),
+            }),
+        }
     }
 
     /// The provider instance's name.
@@ -251,6 +276,11 @@ impl VpsDockerProvider {
             return Err(ProviderError::InvalidInput(format!(
                 "building the image on the VPS (build args {docker_build_args:?}) is not supported by this version; build it here and pass --image"
             )));
+        }
+        if request.max_host_age == Some(0) {
+            return Err(ProviderError::InvalidInput(
+                "the maximum host age must be at least 1 second".into(),
+            ));
         }
         if request.idle_timeout == Some(0) {
             return Err(ProviderError::InvalidInput(
@@ -389,7 +419,10 @@ impl VpsDockerProvider {
                 cancel,
             )
             .await?;
-        let vps_exec: Arc<dyn Executor> = Arc::new(vps.clone());
+        let mut vps_exec: Arc<dyn Executor> = Arc::new(vps.clone());
+        if let Some(wrap) = &self.inner.wrap_vps {
+            vps_exec = wrap(vps_exec);
+        }
         let docker = Docker::new(vps_exec.clone());
 
         step!(Step::Image, async {
@@ -439,9 +472,24 @@ impl VpsDockerProvider {
             ssh_port: port,
             start_args: &start_args,
         };
+        let idle_timeout = plan
+            .request
+            .idle_timeout
+            .unwrap_or(config.default_idle_timeout);
+        let mode = plan.request.idle_mode.unwrap_or(config.default_idle_mode);
+        let sources = mode
+            .sources()
+            .unwrap_or_else(|| config.default_activity_sources.clone());
+        let idle_env = plan::idle_env(
+            idle_timeout,
+            &sources,
+            plan.request.max_host_age,
+            config.idle_check_interval,
+        );
         let container_id = step!(Step::Container, async {
             let container_id = docker.create(&plan::container_run_options(&spec)).await?;
-            install_container_files(&docker, &container_name, &config.host_dir, &keys).await?;
+            install_container_files(&docker, &container_name, &config.host_dir, &keys, &idle_env)
+                .await?;
             docker.start(&container_name).await?;
             Ok(container_id)
         });
@@ -479,14 +527,9 @@ impl VpsDockerProvider {
 
         let now = Timestamp::now();
         let mut data = CertifiedHostData::new(id.clone(), name.clone(), now);
-        data.idle_timeout_seconds = plan
-            .request
-            .idle_timeout
-            .unwrap_or(config.default_idle_timeout);
-        let mode = plan.request.idle_mode.unwrap_or(config.default_idle_mode);
-        data.activity_sources = mode
-            .sources()
-            .unwrap_or_else(|| config.default_activity_sources.clone());
+        data.idle_timeout_seconds = idle_timeout;
+        data.activity_sources = sources;
+        data.max_host_age = plan.request.max_host_age;
         data.image = Some(plan.image.to_owned());
         data.user_tags = plan.request.tags.clone();
         let mut record = HostRecord::new(data);
@@ -564,11 +607,16 @@ impl VpsDockerProvider {
                 Ok(instance)
             }
             Err(e) => {
-                if matches!(
-                    e,
-                    StepError::Provider(VpsClientError::OutcomeUnknown { .. })
-                        | StepError::Cancelled
-                ) {
+                // An order that may have gone through, or a create cancelled mid-request:
+                // whatever carries the host's tag is removed.
+                let unknown = match &e {
+                    StepError::Provider(p) => {
+                        matches!(**p, VpsClientError::OutcomeUnknown { .. })
+                    }
+                    StepError::Cancelled => true,
+                    _ => false,
+                };
+                if unknown {
                     rollback.push(Undo::DestroyTagged(Tag::host_id(id)));
                 }
                 Err((Step::CreateInstance, e))
@@ -683,13 +731,13 @@ impl VpsDockerProvider {
             .await
             .map_err(|source| ProviderError::Provider {
                 what: "listing the provider's instances",
-                source,
+                source: Box::new(source),
             })?;
         let found =
             futures::future::join_all(instances.iter().map(|i| self.inspect_instance(i))).await;
         let mut hosts: Vec<HostInfo> = found.into_iter().flatten().map(|f| f.info).collect();
         self.add_hibernated(&mut hosts).await?;
-        hosts.sort_by(|a, b| a.display_name().cmp(&b.display_name()));
+        hosts.sort_by_key(|h| h.display_name());
         Ok(hosts)
     }
 
@@ -719,7 +767,7 @@ impl VpsDockerProvider {
                 .await
                 .map_err(|source| ProviderError::Provider {
                     what: "looking up the host's instance",
-                    source,
+                    source: Box::new(source),
                 })?;
             let provider = self.provider_tag();
             for instance in instances.iter().filter(|i| i.tags.contains(&provider)) {
@@ -747,7 +795,7 @@ impl VpsDockerProvider {
             .await
             .map_err(|source| ProviderError::Provider {
                 what: "listing the provider's instances",
-                source,
+                source: Box::new(source),
             })?;
         let label = vps_label(name);
         // The instance label says the name without a round trip; the record confirms it.
@@ -890,7 +938,26 @@ impl VpsDockerProvider {
         info.created_at = Some(data.created_at.to_string());
         info.idle_mode = Some(data.idle_mode());
         info.idle_timeout_seconds = Some(data.idle_timeout_seconds);
-        let status = derive_status(&record, containers.first().map(|c| c.state.as_str()));
+        let container = containers.first();
+        let status = derive_status(
+            &record,
+            container.map(|c| (c.state.as_str(), c.status.as_str())),
+        );
+        let mut record = record;
+        if let HostStatus::Stopped {
+            reason: Some(StopReason::Idle),
+        } = status
+            && record.certified_host_data.stop_reason.is_none()
+        {
+            // The watcher stopped it: record why, so every reader sees it.
+            let mut updated = record.clone();
+            updated.certified_host_data.stop_reason = Some(StopReason::Idle.as_state());
+            updated.certified_host_data.updated_at = Timestamp::now();
+            match store.write_host_record(&updated).await {
+                Ok(()) => record = updated,
+                Err(e) => tracing::warn!(host = %id, error = %e, "could not record the idle stop"),
+            }
+        }
         if status == HostStatus::Running
             && let Ok(addr) = self
                 .inner
@@ -1218,14 +1285,15 @@ pub(crate) fn record_container(record: &HostRecord) -> String {
 }
 
 /// The state a record and the container's Docker state amount to.
-pub(crate) fn derive_status(record: &HostRecord, container_state: Option<&str>) -> HostStatus {
+/// `container` is Docker's state word and status text (`exited`, `Exited (0) 3 minutes ago`).
+pub(crate) fn derive_status(record: &HostRecord, container: Option<(&str, &str)>) -> HostStatus {
     let data = &record.certified_host_data;
     if let Some(reason) = &data.failure_reason {
         return HostStatus::Failed {
             reason: reason.clone(),
         };
     }
-    match container_state {
+    match container.map(|(state, _)| state) {
         None => HostStatus::Failed {
             reason: "its container is missing on the VPS".into(),
         },
@@ -1235,9 +1303,24 @@ pub(crate) fn derive_status(record: &HostRecord, container_state: Option<&str>) 
             reason: "its container is paused".into(),
         },
         Some(_) => HostStatus::Stopped {
-            reason: data.stop_reason.and_then(StopReason::from_state),
+            reason: data
+                .stop_reason
+                .and_then(StopReason::from_state)
+                .or_else(|| {
+                    // Exit status 0 is the idle watcher's; `docker stop` exits 143.
+                    container
+                        .and_then(|(_, status)| exit_status(status))
+                        .filter(|code| *code == plan::IDLE_EXIT_STATUS)
+                        .map(|_| StopReason::Idle)
+                }),
         },
     }
+}
+
+/// The exit status in Docker's status text, e.g. `Exited (143) 2 minutes ago`.
+fn exit_status(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split_once(')')?.0.parse().ok()
 }
 
 pub(crate) fn render_user_data(
@@ -1351,6 +1434,7 @@ pub(crate) async fn install_container_files(
     container: &str,
     host_dir: &str,
     keys: &ClientKeys,
+    idle_env: &str,
 ) -> Result<(), StepError> {
     let private =
         private_key_openssh(&keys.container_host).map_err(crate::keys::KeyStoreError::from)?;
@@ -1359,6 +1443,7 @@ pub(crate) async fn install_container_files(
         private.expose(),
         &public_key_line(keys.container_host.public_key()),
         &public_key_line(keys.container.public_key()),
+        idle_env,
     )
     .map_err(|e| StepError::Check(format!("could not pack the container's files: {e}")))?;
     let command = docker.cli().cp_into("-", container, "/").stdin(tar);
@@ -1439,14 +1524,30 @@ mod tests {
             Timestamp::now(),
         );
         let mut record = HostRecord::new(data);
-        assert_eq!(derive_status(&record, Some("running")), HostStatus::Running);
+        let running = Some(("running", "Up 2 minutes"));
+        let killed = Some(("exited", "Exited (137) 1 second ago"));
+        let idled = Some(("exited", "Exited (0) 1 second ago"));
+        assert_eq!(derive_status(&record, running), HostStatus::Running);
         assert_eq!(
-            derive_status(&record, Some("exited")),
+            derive_status(&record, killed),
             HostStatus::Stopped { reason: None }
+        );
+        assert_eq!(
+            derive_status(&record, idled),
+            HostStatus::Stopped {
+                reason: Some(StopReason::Idle)
+            }
+        );
+        record.certified_host_data.stop_reason = Some(StopReason::User.as_state());
+        assert_eq!(
+            derive_status(&record, idled),
+            HostStatus::Stopped {
+                reason: Some(StopReason::User)
+            }
         );
         record.certified_host_data.stop_reason = Some(StopReason::Idle.as_state());
         assert_eq!(
-            derive_status(&record, Some("exited")),
+            derive_status(&record, killed),
             HostStatus::Stopped {
                 reason: Some(StopReason::Idle)
             }
@@ -1457,7 +1558,7 @@ mod tests {
         ));
         record.certified_host_data.failure_reason = Some("build failed".into());
         assert_eq!(
-            derive_status(&record, Some("running")),
+            derive_status(&record, running),
             HostStatus::Failed {
                 reason: "build failed".into()
             }

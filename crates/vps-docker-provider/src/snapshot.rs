@@ -403,8 +403,21 @@ impl VpsDockerProvider {
             rename(&docker, &container, &aside).await?;
             moved_aside = true;
             let container_id = docker.create(&plan::container_run_options(&spec)).await?;
-            install_container_files(&docker, &container, &self.inner.config.host_dir, &keys)
-                .await?;
+            // The host's idle settings, as at create.
+            let idle_env = plan::idle_env(
+                data.idle_timeout_seconds,
+                &data.activity_sources,
+                data.max_host_age,
+                self.inner.config.idle_check_interval,
+            );
+            install_container_files(
+                &docker,
+                &container,
+                &self.inner.config.host_dir,
+                &keys,
+                &idle_env,
+            )
+            .await?;
             docker.start(&container).await?;
             setup_container(&docker, &container, &self.inner.config.container_packages).await?;
             let addr = self.inner.client.socket_addr(&found.instance, port).await?;

@@ -14,9 +14,16 @@ pub(crate) async fn copy_image(from: &Docker, to: &Docker, image: &str) -> Resul
         drop(writer);
         result
     };
-    let load = to.load(&mut reader);
+    let load = async move {
+        let result = to.load(&mut reader).await;
+        // A load that ends early (a failure) drops its end, so the save fails instead of
+        // blocking on a full pipe.
+        drop(reader);
+        result
+    };
     let (saved, loaded) = tokio::join!(save, load);
-    saved?;
+    // The load's error says more than the save's broken pipe.
     loaded?;
+    saved?;
     Ok(())
 }

@@ -285,6 +285,59 @@ async fn a_cancelled_create_rolls_back() {
     bed.assert_nothing_left();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_host_stops_itself_records_why_and_starts_again() {
+    let bed = Bed::with_config(|c| c.idle_check_interval = 1);
+    let mut req = request("idler");
+    req.idle_timeout = Some(10);
+    req.idle_mode = Some(host_store::IdleMode::Ssh);
+    let host = bed
+        .provider
+        .create_host(req, &NoProgress, &Cancel::never())
+        .await
+        .expect("create");
+    // SSH commands are activity: for 16 s (past the timeout) it keeps running.
+    for _ in 0..8 {
+        host.exec(&Command::argv(["true"])).await.expect("exec");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(
+        bed.provider.get_host("idler").await.expect("get").status,
+        HostStatus::Running
+    );
+    host.close().await;
+    // Left alone, it stops by itself, and a fresh provider sees why.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let seen = bed.fresh().get_host("idler").await.expect("get");
+        if seen.status
+            == (HostStatus::Stopped {
+                reason: Some(StopReason::Idle),
+            })
+        {
+            let record = seen.record.expect("record");
+            assert_eq!(
+                record.certified_host_data.stop_reason,
+                Some(StopReason::Idle.as_state()),
+                "the idle stop is recorded"
+            );
+            break;
+        }
+        assert_eq!(
+            seen.status,
+            HostStatus::Running,
+            "only running, then stopped (idle)"
+        );
+        assert!(Instant::now() < deadline, "the idle host did not stop");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let host = bed.provider.start_host("idler").await.expect("start again");
+    assert_eq!(echo(&host, "awake").await, "awake");
+    host.close().await;
+    bed.provider.destroy_host("idler").await.expect("destroy");
+    bed.assert_nothing_left();
+}
+
 async fn wait_running(
     provider: &vps_docker_provider::VpsDockerProvider,
     name: &str,

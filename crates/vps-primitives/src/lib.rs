@@ -34,8 +34,8 @@ pub use names::{HostName, OsId, PlanId, RegionId, SshKeyId, VpsInstanceId, VpsSn
 pub use shell::{quote, quote_argv};
 pub use status::{HostState, VpsInstanceStatus};
 pub use tags::{
-    HOST_ID_TAG_KEY, LABEL_HOST_ID, LABEL_HOST_NAME, LABEL_PROVIDER, LABEL_TAGS, LABEL_TYPE,
-    LABEL_TYPE_STATE_CONTAINER, PROVIDER_TAG_KEY, ProviderName, Tag, VPS_LABEL_PREFIX,
+    HOST_ID_TAG_KEY, LABEL_HOST_ID, LABEL_HOST_NAME, LABEL_PROVIDER, LABEL_TAGS, LABEL_TEST_RUN,
+    LABEL_TYPE, LABEL_TYPE_STATE_CONTAINER, PROVIDER_TAG_KEY, ProviderName, Tag, VPS_LABEL_PREFIX,
     host_volume_name, vps_label,
 };
 

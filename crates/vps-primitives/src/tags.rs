@@ -27,6 +27,12 @@ pub const LABEL_TYPE: &str = "com.imbue.mngr.type";
 /// Value of [`LABEL_TYPE`] on the state container.
 pub const LABEL_TYPE_STATE_CONTAINER: &str = "state-container";
 
+/// Docker label on everything a test creates: the id of the test run
+/// (`com.imbue.mngr.test-run=<run id>`), by which `cargo xtask clean`, the test bed and
+/// `.ci/run` remove what a run left. The one definition (`.ci/run`, in bash, spells it
+/// again and points here).
+pub const LABEL_TEST_RUN: &str = "com.imbue.mngr.test-run";
+
 /// Prefix of a VPS label and hostname: a host `my-agent` runs on VPS `mngr-my-agent`.
 pub const VPS_LABEL_PREFIX: &str = "mngr-";
 

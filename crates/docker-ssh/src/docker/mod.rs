@@ -1,6 +1,7 @@
 //! A typed builder for the Docker CLI ([`DockerCli`], pure), parsers for its output, and
 //! [`Docker`], which runs the commands over any [`Executor`] and parses what they print.
 
+mod cleanup;
 mod cli;
 mod parse;
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use cleanup::Removed;
 pub use cli::{
     BUILD_TIMEOUT, BuildContext, BuildOptions, CommitOptions, DEFAULT_TIMEOUT, DockerCli,
     EXEC_TIMEOUT, ExecOptions, ObjectKind, PULL_TIMEOUT, PortMapping, Protocol, PsFilter,

@@ -20,7 +20,7 @@ use docker_ssh::{
     SshSession, SshTarget,
 };
 use host_store::{HostStore, StateContainerName, StateContainerSpec};
-use testbed::{FakeVps, Image, RUN_LABEL};
+use testbed::{FakeVps, Image, LocalOs, RUN_LABEL};
 use tokio::sync::Mutex;
 use vps_primitives::ProviderName;
 
@@ -45,7 +45,7 @@ fn ssh_target(vps: &FakeVps) -> SshTarget {
 
 async fn boot_vps() -> Vps {
     let started = Instant::now();
-    let vps = FakeVps::builder(Image::FakeVps).boot().await;
+    let vps = FakeVps::builder(LocalOs::DockerReady).boot().await;
     let pool = SshPool::new(ssh_target(&vps), SshConfig::default());
     let docker = Docker::new(Arc::new(pool.clone()));
     // sshd answers before dockerd may: wait for the engine.

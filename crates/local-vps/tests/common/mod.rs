@@ -56,6 +56,8 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        testbed::remove_labelled(&format!("{ACCOUNT_LABEL}={}", self.account));
+        if let Err(e) = testbed::remove_labelled(ACCOUNT_LABEL, &self.account) {
+            eprintln!("{e}");
+        }
     }
 }

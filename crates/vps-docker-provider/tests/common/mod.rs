@@ -113,7 +113,9 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        testbed::remove_labelled(&format!("{ACCOUNT_LABEL}={}", self.account));
+        if let Err(e) = testbed::remove_labelled(ACCOUNT_LABEL, &self.account) {
+            eprintln!("cleanup of account {} failed: {e}", self.account);
+        }
     }
 }
 
