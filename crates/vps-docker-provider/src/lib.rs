@@ -3,7 +3,9 @@
 //!
 //! [`VpsDockerProvider`] creates hosts (with rollback of every step), stops and starts
 //! them, destroys them without leaks, and finds them again from a fresh process (listing
-//! instances by tag, then reading every VPS in parallel).
+//! instances by tag, then reading every VPS in parallel). It takes and restores
+//! [container snapshots](#container-snapshots) and [hibernates](#hibernation) hosts
+//! into provider snapshots so an idle host costs only its snapshot's storage.
 //!
 //! # Create, step by step
 //!
