@@ -267,14 +267,15 @@ fn bench(rest: &[String]) -> Result {
         "ssh" | "all" => {
             require_docker()?;
             images()?;
-            // A binary behind the `bench` feature, so release builds skip test-only crates.
+            // A binary of this package behind its `bench` feature, so that `cargo xtask`
+            // itself does not build the SSH stack, and the bench runs in release mode.
             run(cargo()
                 .args([
                     "run",
                     "--release",
                     "--quiet",
                     "-p",
-                    "docker-ssh",
+                    "xtask",
                     "--features",
                     "bench",
                     "--bin",

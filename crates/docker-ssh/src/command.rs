@@ -45,6 +45,19 @@ pub struct Command {
     timeout: Option<Duration>,
     idempotent: bool,
     secrets: Vec<String>,
+    refusal: Option<Arc<Refusal>>,
+}
+
+/// Why a builder refused one of its values: the command is kept (so it can be shown), but
+/// no executor runs it (see [`ExecError::InvalidArgument`](crate::ExecError::InvalidArgument)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// What the value names (`container`, `image`, …).
+    pub(crate) what: &'static str,
+    /// The value.
+    pub(crate) value: String,
+    /// The rule it breaks.
+    pub(crate) rule: &'static str,
 }
 
 impl Command {
@@ -71,7 +84,27 @@ impl Command {
             timeout: None,
             idempotent: false,
             secrets: Vec::new(),
+            refusal: None,
         }
+    }
+
+    /// Marks the command as refused because `value` (a `what`) breaks `rule`: executors
+    /// return [`ExecError::InvalidArgument`](crate::ExecError::InvalidArgument) instead of
+    /// running it. The first refusal is kept.
+    pub(crate) fn refuse(mut self, what: &'static str, value: &str, rule: &'static str) -> Self {
+        if self.refusal.is_none() {
+            self.refusal = Some(Arc::new(Refusal {
+                what,
+                value: value.to_owned(),
+                rule,
+            }));
+        }
+        self
+    }
+
+    /// The refusal, if a builder refused one of the command's values.
+    pub(crate) fn refusal(&self) -> Option<&Refusal> {
+        self.refusal.as_deref()
     }
 
     /// Feeds these bytes to the command's stdin, then closes it. Without this, stdin is
@@ -210,6 +243,7 @@ impl fmt::Debug for Command {
             .field("timeout", &self.timeout)
             .field("idempotent", &self.idempotent)
             .field("secrets", &self.secrets.len())
+            .field("refused", &self.refusal)
             .finish()
     }
 }

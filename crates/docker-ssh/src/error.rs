@@ -136,6 +136,20 @@ pub enum ExecError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A command builder ([`DockerCli`](crate::DockerCli)) was given a value the program
+    /// would misread (e.g. an image named `-o/path`, which `docker save` takes for an
+    /// option) or cannot name anything; the command was refused before anything ran.
+    #[error("refusing to run `{command}`: {what} {value:?} {rule}")]
+    InvalidArgument {
+        /// The redacted command line.
+        command: String,
+        /// What the value names (`container`, `image`, `volume`, `network`, `path`).
+        what: &'static str,
+        /// The refused value.
+        value: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
     /// The command did not finish in time. If it had started, it was killed with the
     /// processes it started (if the connection could not even be made in time, it never
     /// started).

@@ -122,6 +122,14 @@ pub(crate) fn precheck(
     command: &Command,
     stdin: &Option<&mut (dyn AsyncRead + Send + Unpin)>,
 ) -> Result<(), ExecError> {
+    if let Some(refusal) = command.refusal() {
+        return Err(ExecError::InvalidArgument {
+            command: command.to_string(),
+            what: refusal.what,
+            value: refusal.value.clone(),
+            rule: refusal.rule,
+        });
+    }
     command
         .validate()
         .map_err(|reason| ExecError::InvalidCommand {

@@ -64,6 +64,18 @@ pub fn host_pattern(host: &str, port: u16) -> String {
     }
 }
 
+/// The literal patterns that name `host:port`: [`host_pattern`], and for port 22 also
+/// `[host]:22`, which OpenSSH (and [`KnownHosts::lookup`]) treat as the same host.
+/// [`KnownHosts::add`] and [`KnownHosts::remove`] edit all of them, so no spelling of a
+/// host keeps a key that was rotated out or removed.
+fn spellings(host: &str, port: u16) -> Vec<String> {
+    let mut names = vec![host_pattern(host, port)];
+    if port == 22 {
+        names.push(format!("[{host}]:22"));
+    }
+    names
+}
+
 fn validate_host(host: &str) -> Result<(), KnownHostsError> {
     let bad = host.is_empty()
         || host
@@ -191,10 +203,7 @@ impl KnownHosts {
     /// The keys pinned for `host:port`, in file order (empty if none or no file).
     /// `@revoked` keys are left out; `@cert-authority` lines and hashed entries are ignored.
     pub fn lookup(&self, host: &str, port: u16) -> Result<Vec<PublicKey>, KnownHostsError> {
-        let mut names = vec![host_pattern(host, port)];
-        if port == 22 {
-            names.push(format!("[{host}]:22"));
-        }
+        let names = spellings(host, port);
         let text = self.read()?;
         let mut keys = Vec::new();
         let mut revoked = Vec::new();
@@ -217,7 +226,9 @@ impl KnownHosts {
     }
 
     /// Pins `key` for `host:port`: adds a `pattern type base64` line, replacing any older
-    /// key of the same type for exactly that pattern (other types stay).
+    /// key of the same type for that host and port (other types stay). For port 22 that
+    /// is both `host` and `[host]:22` lines, the two spellings [`lookup`](Self::lookup)
+    /// accepts.
     pub fn add(&self, host: &str, port: u16, key: &PublicKey) -> Result<(), KnownHostsError> {
         validate_host(host)?;
         let pattern = host_pattern(host, port);
@@ -234,20 +245,22 @@ impl KnownHosts {
         };
         let new_line = format!("{pattern} {key_type} {data}");
         let key_type = key_type.to_owned();
+        let names = spellings(host, port);
         self.rewrite(|lines| {
-            let mut out = drop_pattern(lines, &pattern, |t| t == key_type);
+            let mut out = drop_patterns(lines, &names, |t| t == key_type);
             out.push(new_line.clone());
             (out, ())
         })
     }
 
-    /// Removes every key pinned for exactly `host:port`; returns how many were removed.
+    /// Removes every key pinned for `host:port` (for port 22: on `host` and `[host]:22`
+    /// lines alike); returns how many lines named it.
     pub fn remove(&self, host: &str, port: u16) -> Result<usize, KnownHostsError> {
         validate_host(host)?;
-        let pattern = host_pattern(host, port);
+        let names = spellings(host, port);
         self.rewrite(|lines| {
-            let before = count_pattern(lines, &pattern);
-            let out = drop_pattern(lines, &pattern, |_| true);
+            let before = count_patterns(lines, &names);
+            let out = drop_patterns(lines, &names, |_| true);
             (out, before)
         })
     }
@@ -271,22 +284,28 @@ impl KnownHosts {
     }
 }
 
-fn count_pattern(lines: &[&str], pattern: &str) -> usize {
+/// Whether `pattern` is literally one of `names` (known_hosts names are case-insensitive).
+fn is_one_of(pattern: &str, names: &[String]) -> bool {
+    names.iter().any(|n| pattern.eq_ignore_ascii_case(n))
+}
+
+/// The unmarked lines whose pattern list names one of `names` literally.
+fn count_patterns(lines: &[&str], names: &[String]) -> usize {
     lines
         .iter()
         .filter_map(|l| parse_line(l))
         .filter(|e| e.marker.is_none())
-        .filter(|e| {
-            e.patterns
-                .split(',')
-                .any(|p| p.eq_ignore_ascii_case(pattern))
-        })
+        .filter(|e| e.patterns.split(',').any(|p| is_one_of(p, names)))
         .count()
 }
 
-/// Removes `pattern` from the pattern lists of unmarked lines whose key type passes
+/// Removes `names` from the pattern lists of unmarked lines whose key type passes
 /// `type_filter`; lines left without patterns are dropped; everything else is kept as is.
-fn drop_pattern(lines: &[&str], pattern: &str, type_filter: impl Fn(&str) -> bool) -> Vec<String> {
+fn drop_patterns(
+    lines: &[&str],
+    names: &[String],
+    type_filter: impl Fn(&str) -> bool,
+) -> Vec<String> {
     let mut out = Vec::with_capacity(lines.len() + 1);
     for line in lines {
         let Some(entry) = parse_line(line) else {
@@ -301,7 +320,7 @@ fn drop_pattern(lines: &[&str], pattern: &str, type_filter: impl Fn(&str) -> boo
         let kept: Vec<&str> = all
             .iter()
             .copied()
-            .filter(|p| !p.eq_ignore_ascii_case(pattern))
+            .filter(|p| !is_one_of(p, names))
             .collect();
         if kept.len() == all.len() {
             out.push((*line).to_owned());
@@ -439,6 +458,57 @@ mod tests {
                 vec![k.clone()]
             );
         }
+    }
+
+    #[test]
+    fn add_and_remove_edit_both_spellings_of_port_22() {
+        // `lookup(host, 22)` trusts `host` and `[host]:22` lines alike, so `add` and
+        // `remove` must edit both, or a rotated-out or removed key stays trusted.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("known_hosts");
+        let (old, shared, new) = (key(), key(), key());
+        fs::write(
+            &path,
+            format!(
+                "[10.0.0.1]:22 {}\n10.0.0.1,[10.0.0.1]:22 {}\n[10.0.0.1]:2222 {}\n",
+                public_key_line_plain(&old),
+                public_key_line_plain(&shared),
+                public_key_line_plain(&old),
+            ),
+        )
+        .expect("write");
+        let kh = KnownHosts::new(&path);
+        assert_eq!(
+            kh.lookup("10.0.0.1", 22).expect("lookup"),
+            vec![old.clone(), shared.clone()]
+        );
+
+        // A rotation replaces every ed25519 key of the host, whichever way it is spelled.
+        kh.add("10.0.0.1", 22, &new).expect("add");
+        assert_eq!(
+            kh.lookup("10.0.0.1", 22).expect("lookup"),
+            vec![new.clone()]
+        );
+        // Other ports are other hosts.
+        assert_eq!(
+            kh.lookup("10.0.0.1", 2222).expect("lookup"),
+            vec![old.clone()]
+        );
+
+        // Removal forgets both spellings.
+        fs::write(
+            &path,
+            format!(
+                "[10.0.0.1]:22 {}\n10.0.0.1 {}\n[10.0.0.1]:2222 {}\n",
+                public_key_line_plain(&old),
+                public_key_line_plain(&new),
+                public_key_line_plain(&old),
+            ),
+        )
+        .expect("write");
+        assert_eq!(kh.remove("10.0.0.1", 22).expect("remove"), 2);
+        assert!(kh.lookup("10.0.0.1", 22).expect("lookup").is_empty());
+        assert_eq!(kh.lookup("10.0.0.1", 2222).expect("lookup"), vec![old]);
     }
 
     #[test]

@@ -110,7 +110,17 @@ mod upload;
 mod wait;
 
 pub use command::{Command, CommandBody, ExitStatus, Output, OutputStream, REDACTED};
-pub use docker::*;
+// Of the output parsers, only two are public: `is_no_such_object` classifies a failed
+// `docker exec` (host-store tells a missing state container by it), and `parse_load` is
+// used by local-vps for its hand-built `docker save | docker load` until that moves into
+// `Docker`. The others are internals of the `Docker` methods.
+pub use docker::{
+    BUILD_TIMEOUT, BuildContext, BuildOptions, CommitOptions, ContainerConfig, ContainerInfo,
+    ContainerState, DEFAULT_TIMEOUT, Docker, DockerCli, DockerError, EXEC_TIMEOUT, ExecOptions,
+    NetworkSettings, ObjectKind, PULL_TIMEOUT, ParseError, PortBinding, PortMapping, Protocol,
+    PsEntry, PsFilter, PullPolicy, RUN_TIMEOUT, Removed, RestartPolicy, RunOptions, STOP_MARGIN,
+    VolumeInfo, VolumeMount, is_no_such_object, parse_load,
+};
 pub use error::{ExecError, SshError};
 pub use executor::{ExecIo, Executor, LineCallback, check_output};
 pub use keys::{

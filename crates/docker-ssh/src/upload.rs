@@ -37,6 +37,16 @@ pub enum UploadError {
     /// The remote side failed (connection, timeout, or `tar`/`cat` exited non-zero).
     #[error("upload failed: {0}")]
     Remote(#[from] ExecError),
+    /// Reading the stream given to [`upload_stream`] failed; nothing was installed at the
+    /// remote path and the temporary file was removed.
+    #[error("could not read the stream to upload to {remote_path}: {source}")]
+    Stream {
+        /// Where the stream was going.
+        remote_path: String,
+        /// The read error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Size of an upload.
@@ -388,8 +398,48 @@ pub async fn upload_dir(
     })
 }
 
-/// Streams `reader` into the remote file `remote_path` (its directory is created; the
-/// file appears only when complete: written to a temporary name, then renamed).
+/// Length of the end marker [`upload_stream`] sends after the data: a 32-hex-digit nonce
+/// and the data's length in 20 decimal digits. The remote side installs the file only if
+/// the stream ends with exactly this marker, so a stream cut short (a local read error, a
+/// dropped connection: both end in a plain EOF on the remote side) never replaces the
+/// file.
+const END_MARKER_LEN: usize = 52;
+
+/// The remote script of [`upload_stream`]: a new private temporary file (mode 0600,
+/// created with `noclobber`, so an existing file or symlink at that name is never
+/// written through), removed on any failure, checked and cut free of its end marker,
+/// then renamed into place.
+fn upload_script(dir: &str, tmp: &str, dest: &str, nonce: &str) -> String {
+    format!(
+        r#"dest={dest}; tmp={tmp}
+mkdir -p -- {dir} || exit
+if [ -d "$dest" ]; then echo "upload: $dest is a directory" >&2; exit 1; fi
+umask 077
+set -C
+trap 'rm -f -- "$tmp"' EXIT
+trap 'exit 129' HUP INT TERM PIPE
+cat > "$tmp" || exit
+size=$(wc -c < "$tmp") && len=$((size - {END_MARKER_LEN})) && [ "$len" -ge 0 ] \
+  && [ "$(tail -c {END_MARKER_LEN} "$tmp")" = "{nonce}$(printf %020d "$len")" ] \
+  || {{ echo "upload: the stream to $dest ended early; nothing was installed" >&2; exit 1; }}
+dd if=/dev/null of="$tmp" bs=1 seek="$len" 2>/dev/null || exit
+mv -f -- "$tmp" "$dest" || exit
+trap - EXIT"#,
+        dest = quote(dest),
+        tmp = quote(tmp),
+        dir = quote(dir),
+    )
+}
+
+/// Streams `reader` into the remote file `remote_path` (its directory is created).
+///
+/// The file appears only when the whole stream has arrived, and then with mode 0600
+/// (change it afterwards if others must read it): the data goes to a new temporary file
+/// of a unique name in the same directory, which is renamed into place. Concurrent
+/// uploads to one path each leave a whole file (the last rename wins); a file or symlink
+/// that already has the temporary name is never written through; a failed upload (a
+/// local read error, a timeout, a dropped connection) leaves nothing behind and the old
+/// file, if any, untouched. `remote_path` must not be a directory.
 pub async fn upload_stream(
     exec: &(impl Executor + ?Sized),
     reader: &mut (dyn AsyncRead + Send + Unpin),
@@ -397,43 +447,86 @@ pub async fn upload_stream(
 ) -> Result<UploadStats, UploadError> {
     let (dir, _) = remote_path.rsplit_once('/').unwrap_or((".", remote_path));
     let dir = if dir.is_empty() { "/" } else { dir };
-    let tmp = format!("{remote_path}.upload-tmp");
-    let cmd = Command::script(format!(
-        "mkdir -p -- {} && cat > {} && mv -f -- {} {}",
-        quote(dir),
-        quote(&tmp),
-        quote(&tmp),
-        quote(remote_path)
-    ))
-    .timeout(UPLOAD_TIMEOUT);
-    let mut counting = CountingReader {
+    let nonce = format!("{:032x}", rand::random::<u128>());
+    let tmp = format!("{remote_path}.upload-{}", &nonce[..16]);
+    let cmd =
+        Command::script(upload_script(dir, &tmp, remote_path, &nonce)).timeout(UPLOAD_TIMEOUT);
+    let mut framed = FramedReader {
         inner: reader,
-        bytes: 0,
+        payload: 0,
+        marker: None,
+        nonce,
+        error: None,
     };
-    let out = exec.run_with_stdin(&cmd, &mut counting).await?;
-    check_output(&exec.target(), &cmd, out)?;
+    let result = exec.run_with_stdin(&cmd, &mut framed).await;
+    if result.is_err() {
+        // Killed on timeout, or cut off: the remote cleanup may not have run.
+        let rm = Command::argv(["rm", "-f", "--", &tmp]).timeout(Duration::from_secs(30));
+        if let Err(e) = exec.run_checked(&rm).await {
+            tracing::warn!(target = %exec.target(), %tmp, error = %e, "could not remove the temporary file of a failed upload");
+        }
+    }
+    if let Some(source) = framed.error.take() {
+        return Err(UploadError::Stream {
+            remote_path: remote_path.to_owned(),
+            source,
+        });
+    }
+    check_output(&exec.target(), &cmd, result?)?;
     Ok(UploadStats {
-        bytes: counting.bytes,
+        bytes: framed.payload,
         files: 0,
     })
 }
 
-struct CountingReader<'a> {
+/// Passes the caller's stream on and, once it has ended cleanly, the end marker (see
+/// [`END_MARKER_LEN`]). A read error is passed on (the executor then ends stdin, without
+/// a marker) and kept for the caller.
+struct FramedReader<'a> {
     inner: &'a mut (dyn AsyncRead + Send + Unpin),
-    bytes: u64,
+    /// Bytes of the caller's stream passed on.
+    payload: u64,
+    /// The end marker and how much of it is sent, once the stream has ended.
+    marker: Option<(Vec<u8>, usize)>,
+    nonce: String,
+    error: Option<io::Error>,
 }
 
-impl AsyncRead for CountingReader<'_> {
+impl AsyncRead for FramedReader<'_> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut *self.inner).poll_read(cx, buf);
-        let added = buf.filled().len() - before;
-        self.bytes += added as u64;
-        result
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if self.marker.is_none() {
+            let before = buf.filled().len();
+            match Pin::new(&mut *self.inner).poll_read(cx, buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    self.error = Some(io::Error::new(e.kind(), e.to_string()));
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Ok(())) => {
+                    let added = buf.filled().len() - before;
+                    if added > 0 {
+                        self.payload += added as u64;
+                        return Poll::Ready(Ok(()));
+                    }
+                    let marker = format!("{}{:020}", self.nonce, self.payload).into_bytes();
+                    debug_assert_eq!(marker.len(), END_MARKER_LEN);
+                    self.marker = Some((marker, 0));
+                }
+            }
+        }
+        if let Some((marker, sent)) = self.marker.as_mut() {
+            let n = buf.remaining().min(marker.len() - *sent);
+            buf.put_slice(&marker[*sent..*sent + n]);
+            *sent += n;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -506,3 +506,181 @@ async fn upload_of_odd_names_arrives_byte_identical() {
         "{out:?}"
     );
 }
+
+/// Lists a remote directory (`ls -A`, one name a line).
+async fn remote_ls(pool: &SshPool, dir: &str) -> Vec<String> {
+    let out = pool
+        .run_checked(&Command::script(format!("ls -A -- {}", quote(dir))))
+        .await
+        .expect("ls");
+    out.stdout_text().lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn concurrent_uploads_to_one_path_leave_exactly_one_whole_file() {
+    let sshd = start_sshd().await;
+    let pool = pool(&sshd);
+    let a: Vec<u8> = (0..6 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let b: Vec<u8> = (0..6 << 20).map(|i: u32| (i % 241) as u8 ^ 0x5a).collect();
+    let (hash_a, hash_b) = (
+        hex::encode(Sha256::digest(&a)),
+        hex::encode(Sha256::digest(&b)),
+    );
+    for round in 0..3 {
+        let (mut ra, mut rb) = (&a[..], &b[..]);
+        let (first, second) = tokio::join!(
+            upload_stream(&pool, &mut ra, "/tmp/race/file.bin"),
+            upload_stream(&pool, &mut rb, "/tmp/race/file.bin"),
+        );
+        first.expect("first upload");
+        second.expect("second upload");
+        let out = pool
+            .run_checked(&Command::argv(["sha256sum", "/tmp/race/file.bin"]))
+            .await
+            .expect("hash");
+        let got = out.stdout_text();
+        assert!(
+            got.starts_with(&hash_a) || got.starts_with(&hash_b),
+            "round {round}: the file is neither upload: {got}"
+        );
+        assert_eq!(
+            remote_ls(&pool, "/tmp/race").await,
+            ["file.bin"],
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn upload_is_private_and_does_not_follow_a_planted_symlink() {
+    let sshd = start_sshd().await;
+    let pool = pool(&sshd);
+    // A symlink where the old fixed temporary name was, pointing at a file to protect.
+    pool.run_checked(&Command::script(
+        "mkdir -p /tmp/planted && printf keep > /tmp/victim \
+         && ln -s /tmp/victim /tmp/planted/secret.key.upload-tmp",
+    ))
+    .await
+    .expect("plant");
+    let mut data: &[u8] = b"private key bytes";
+    upload_stream(&pool, &mut data, "/tmp/planted/secret.key")
+        .await
+        .expect("upload");
+    let out = pool
+        .run_checked(&Command::script(
+            "cat /tmp/victim; echo; stat -c '%F %a' /tmp/planted/secret.key; \
+             cat /tmp/planted/secret.key",
+        ))
+        .await
+        .expect("inspect");
+    assert_eq!(
+        out.stdout_text(),
+        "keep\nregular file 600\nprivate key bytes",
+        "the symlink was followed, or the file is not 0600"
+    );
+}
+
+/// Yields `good` bytes, then fails, like a local file that cannot be read to the end.
+struct FailingReader {
+    good: Vec<u8>,
+    sent: bool,
+}
+
+impl tokio::io::AsyncRead for FailingReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.sent {
+            return std::task::Poll::Ready(Err(std::io::Error::other("the disk went away")));
+        }
+        let n = buf.remaining().min(self.good.len());
+        let chunk: Vec<u8> = self.good.drain(..n).collect();
+        buf.put_slice(&chunk);
+        if self.good.is_empty() {
+            self.sent = true;
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn failed_upload_leaves_neither_a_file_nor_a_temp_file() {
+    let sshd = start_sshd().await;
+    let pool = pool(&sshd);
+    let mut reader = FailingReader {
+        good: vec![b'x'; 300_000],
+        sent: false,
+    };
+    let err = upload_stream(&pool, &mut reader, "/tmp/failed/file.bin")
+        .await
+        .expect_err("a stream that fails midway is not a successful upload");
+    assert!(err.to_string().contains("the disk went away"), "{err}");
+    assert!(
+        remote_ls(&pool, "/tmp/failed").await.is_empty(),
+        "a partial file or a temporary file was left behind"
+    );
+}
+
+/// The container a pool's command ran in, and the connection it came over
+/// (`SSH_CONNECTION`: its client port differs for each new connection).
+async fn where_it_runs(pool: &SshPool) -> (String, String) {
+    let out = pool
+        .run_checked(&Command::script(
+            "cat /etc/hostname; echo \"$SSH_CONNECTION\"",
+        ))
+        .await
+        .expect("runs");
+    let text = out.stdout_text();
+    let mut lines = text.lines().map(str::to_owned);
+    let host = lines.next().unwrap_or_default();
+    (host, lines.next().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn set_target_repins_and_readdresses_a_running_pool() {
+    let (first, second) = tokio::join!(start_sshd(), start_sshd());
+    let pool = pool(&first);
+    let (on_first, connection) = where_it_runs(&pool).await;
+    assert!(first.container.id().starts_with(&on_first), "{on_first}");
+
+    // Re-pinned to a key the server does not have: the next command is refused.
+    let impostor = generate_ed25519().expect("gen").public_key().clone();
+    pool.set_target(SshTarget::new(
+        "127.0.0.1",
+        first.addr.port(),
+        "root",
+        Arc::new(first.client_key.private().clone()),
+        impostor.clone(),
+    ))
+    .await;
+    assert_eq!(pool.target().pinned_host_keys(), [impostor]);
+    let err = pool
+        .run(&Command::argv(["true"]))
+        .await
+        .expect_err("wrong pin refused");
+    let ExecError::Connection { source, .. } = &err else {
+        panic!("unexpected error {err}");
+    };
+    assert!(
+        matches!(**source, SshError::HostKeyMismatch { .. }),
+        "{source}"
+    );
+
+    // Re-pinned to the right key: works again, on a new connection.
+    pool.set_target(target(&first)).await;
+    let (host, reconnected) = where_it_runs(&pool).await;
+    assert_eq!(host, on_first);
+    assert_ne!(reconnected, connection, "the connection was not remade");
+
+    // Setting the same target again keeps the connection.
+    pool.set_target(target(&first)).await;
+    assert_eq!(where_it_runs(&pool).await, (host, reconnected));
+
+    // A new address (and its pin): the pool reconnects there.
+    pool.set_target(target(&second)).await;
+    let (on_second, _) = where_it_runs(&pool).await;
+    assert!(second.container.id().starts_with(&on_second), "{on_second}");
+    assert_ne!(on_first, on_second);
+}

@@ -18,7 +18,6 @@ use vps_docker_provider::{
 };
 use vps_primitives::{HostName, ProviderName};
 
-const RUN_LABEL: &str = "com.imbue.mngr.test-run";
 
 struct Account {
     name: String,
@@ -28,33 +27,9 @@ struct Account {
 
 impl Drop for Account {
     fn drop(&mut self) {
-        // Whatever a failed run left: containers, volumes, networks of this account.
-        let filter = format!("label={ACCOUNT_LABEL}={}", self.name);
-        for what in [["ps", "-aq"], ["volume", "ls"], ["network", "ls"]] {
-            let out = std::process::Command::new("docker")
-                .args(what)
-                .args(["-q", "--filter", &filter])
-                .output();
-            let ids: Vec<String> = out
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .split_whitespace()
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default();
-            if ids.is_empty() {
-                continue;
-            }
-            let rm: &[&str] = match what[0] {
-                "ps" => &["rm", "-f", "-v"],
-                "volume" => &["volume", "rm", "-f"],
-                _ => &["network", "rm"],
-            };
-            let _ = std::process::Command::new("docker")
-                .args(rm)
-                .args(&ids)
-                .output();
+        // Whatever a failed run left: everything of this account, by label.
+        if let Err(e) = testbed::remove_labelled(ACCOUNT_LABEL, &self.name) {
+            eprintln!("cleanup of {}: {e}", self.name);
         }
     }
 }
@@ -66,7 +41,7 @@ fn account(image: &str, tag: &str) -> Account {
     let client = LocalVpsClient::new(
         LocalVpsConfig::default()
             .account(name.clone())
-            .label(RUN_LABEL, run)
+            .label(vps_primitives::LABEL_TEST_RUN, run)
             .progress(|l| eprintln!("[local-vps] {l}")),
     )
     .expect("local client");

@@ -1446,7 +1446,7 @@ pub(crate) async fn install_container_files(
         idle_env,
     )
     .map_err(|e| StepError::Check(format!("could not pack the container's files: {e}")))?;
-    let command = docker.cli().cp_into("-", container, "/").stdin(tar);
+    let command = docker.cli().cp_tar_into(container, "/").stdin(tar);
     docker.checked(&command).await?;
     Ok(())
 }

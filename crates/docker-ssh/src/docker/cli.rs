@@ -666,6 +666,12 @@ impl fmt::Display for PsFilter {
 /// [`Executor`](crate::Executor) (or use [`Docker`](crate::Docker), which does both and
 /// parses the output). Each command carries its default timeout; override it with
 /// [`Command::timeout`].
+///
+/// Container, image, tag, volume and network names and `cp`/`build` paths are checked:
+/// one that starts with `-` (which Docker would take for an option) or holds characters
+/// no such name can have makes the command refused, so no executor runs it and the error
+/// ([`ExecError::InvalidArgument`](crate::ExecError::InvalidArgument)) names the value.
+/// Option values and the arguments after the image or container are passed verbatim.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DockerCli {
     program: String,
@@ -674,6 +680,81 @@ pub struct DockerCli {
 impl Default for DockerCli {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// What a value given to a [`DockerCli`] builder names. Each has the rule Docker applies
+/// (or a stricter one), and none may start with `-`, which the Docker CLI would read as
+/// an option: `docker save -o/path` writes a file. A command with a value that breaks
+/// its rule is refused before it runs ([`ExecError::InvalidArgument`](crate::ExecError::InvalidArgument)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Arg {
+    /// A container name or id.
+    Container,
+    /// An image reference or id, or a tag to create.
+    Image,
+    /// A volume name.
+    Volume,
+    /// A network name or id.
+    Network,
+    /// A path on the Docker host (`docker cp` source, `docker build` context).
+    Path,
+}
+
+impl Arg {
+    fn what(self) -> &'static str {
+        match self {
+            Arg::Container => "container",
+            Arg::Image => "image",
+            Arg::Volume => "volume",
+            Arg::Network => "network",
+            Arg::Path => "path",
+        }
+    }
+
+    fn rule(self) -> &'static str {
+        match self {
+            Arg::Container | Arg::Volume | Arg::Network => {
+                "is not a valid name or id: it must start with a letter or digit and contain \
+                 only letters, digits and `_.-`"
+            }
+            Arg::Image => {
+                "is not a valid image reference: it must start with a letter or digit and \
+                 contain only letters, digits and `_.-:/@`"
+            }
+            Arg::Path => "is not a usable path: it must not be empty or start with `-`",
+        }
+    }
+
+    fn accepts(self, value: &str) -> bool {
+        let starts_alnum = value.starts_with(|c: char| c.is_ascii_alphanumeric());
+        let only = |extra: &str| {
+            value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        };
+        match self {
+            Arg::Container | Arg::Volume | Arg::Network => starts_alnum && only("_.-"),
+            Arg::Image => starts_alnum && only("_.-:/@"),
+            Arg::Path => !value.is_empty() && !value.starts_with('-'),
+        }
+    }
+}
+
+/// `cmd`, refused if one of `values` breaks the rule of what it names.
+fn guarded(cmd: Command, values: &[(Arg, &str)]) -> Command {
+    match values.iter().find(|(arg, value)| !arg.accepts(value)) {
+        Some((arg, value)) => cmd.refuse(arg.what(), value, arg.rule()),
+        None => cmd,
+    }
+}
+
+/// What `docker inspect --type KIND` names.
+fn inspected(kind: ObjectKind) -> Arg {
+    match kind {
+        ObjectKind::Container => Arg::Container,
+        ObjectKind::Image => Arg::Image,
+        ObjectKind::Volume => Arg::Volume,
     }
 }
 
@@ -742,11 +823,16 @@ impl DockerCli {
         a
     }
 
+    /// `cmd`, refused if the image or container name of `o` is not valid.
+    fn guarded_run(cmd: Command, o: &RunOptions) -> Command {
+        guarded(cmd, &[(Arg::Image, &o.image), (Arg::Container, &o.name)])
+    }
+
     /// `docker run -d …`; prints the container id.
     pub fn run(&self, o: &RunOptions) -> Command {
         let mut a: Vec<String> = vec!["run".into(), "-d".into()];
         a.extend(Self::run_args(o));
-        self.cmd(a, o.timeout.unwrap_or(RUN_TIMEOUT))
+        Self::guarded_run(self.cmd(a, o.timeout.unwrap_or(RUN_TIMEOUT)), o)
     }
 
     /// `docker create …` with the options of [`DockerCli::run`]: the container exists but
@@ -754,7 +840,7 @@ impl DockerCli {
     pub fn create(&self, o: &RunOptions) -> Command {
         let mut a: Vec<String> = vec!["create".into()];
         a.extend(Self::run_args(o));
-        self.cmd(a, o.timeout.unwrap_or(DEFAULT_TIMEOUT))
+        Self::guarded_run(self.cmd(a, o.timeout.unwrap_or(DEFAULT_TIMEOUT)), o)
     }
 
     /// `docker run …` in the foreground (no `-d`): waits until the container exits, with
@@ -762,38 +848,63 @@ impl DockerCli {
     pub fn run_attached(&self, o: &RunOptions) -> Command {
         let mut a: Vec<String> = vec!["run".into()];
         a.extend(Self::run_args(o));
-        self.cmd(a, o.timeout.unwrap_or(RUN_TIMEOUT))
+        Self::guarded_run(self.cmd(a, o.timeout.unwrap_or(RUN_TIMEOUT)), o)
     }
 
     /// `docker cp SRC CONTAINER:DEST`: copies a path of the Docker host into a container
     /// (`SRC` ending in `/.` copies a directory's contents).
     pub fn cp_into(&self, src: &str, container: &str, dest: &str) -> Command {
-        self.cmd(
-            vec!["cp".into(), src.into(), format!("{container}:{dest}")],
-            DEFAULT_TIMEOUT,
+        guarded(
+            self.cmd(
+                vec!["cp".into(), src.into(), format!("{container}:{dest}")],
+                DEFAULT_TIMEOUT,
+            ),
+            &[(Arg::Path, src), (Arg::Container, container)],
+        )
+    }
+
+    /// `docker cp - CONTAINER:DEST`: extracts a tar archive read from stdin (give it with
+    /// [`Command::stdin`]) into a container at `DEST`, a directory. Works on a created,
+    /// not yet started container, so files can be in place before its first start.
+    pub fn cp_tar_into(&self, container: &str, dest: &str) -> Command {
+        guarded(
+            self.cmd(
+                vec!["cp".into(), "-".into(), format!("{container}:{dest}")],
+                DEFAULT_TIMEOUT,
+            ),
+            &[(Arg::Container, container), (Arg::Path, dest)],
         )
     }
 
     /// `docker pause NAME`.
     pub fn pause(&self, container: &str) -> Command {
-        self.cmd(vec!["pause".into(), container.into()], DEFAULT_TIMEOUT)
+        guarded(
+            self.cmd(vec!["pause".into(), container.into()], DEFAULT_TIMEOUT),
+            &[(Arg::Container, container)],
+        )
     }
 
     /// `docker unpause NAME`.
     pub fn unpause(&self, container: &str) -> Command {
-        self.cmd(vec!["unpause".into(), container.into()], DEFAULT_TIMEOUT)
+        guarded(
+            self.cmd(vec!["unpause".into(), container.into()], DEFAULT_TIMEOUT),
+            &[(Arg::Container, container)],
+        )
     }
 
     /// `docker start NAME`.
     pub fn start(&self, container: &str) -> Command {
-        self.cmd(vec!["start".into(), container.into()], DEFAULT_TIMEOUT)
+        guarded(
+            self.cmd(vec!["start".into(), container.into()], DEFAULT_TIMEOUT),
+            &[(Arg::Container, container)],
+        )
     }
 
     /// `docker stop -t SECONDS NAME`; the command timeout is the grace period plus
     /// [`STOP_MARGIN`], so it never expires before Docker gives up waiting.
     pub fn stop(&self, container: &str, grace: Duration) -> Command {
         let secs = grace.as_secs();
-        self.cmd(
+        let cmd = self.cmd(
             vec![
                 "stop".into(),
                 "-t".into(),
@@ -801,7 +912,8 @@ impl DockerCli {
                 container.into(),
             ],
             Duration::from_secs(secs) + STOP_MARGIN,
-        )
+        );
+        guarded(cmd, &[(Arg::Container, container)])
     }
 
     /// `docker rm [-f] NAME`.
@@ -811,7 +923,7 @@ impl DockerCli {
             a.push("-f".into());
         }
         a.push(container.into());
-        self.cmd(a, DEFAULT_TIMEOUT)
+        guarded(self.cmd(a, DEFAULT_TIMEOUT), &[(Arg::Container, container)])
     }
 
     /// `docker volume create [--label K=V]… NAME`.
@@ -821,20 +933,23 @@ impl DockerCli {
             a.extend(["--label".into(), kv(k, v)]);
         }
         a.push(name.into());
-        self.cmd(a, DEFAULT_TIMEOUT)
+        guarded(self.cmd(a, DEFAULT_TIMEOUT), &[(Arg::Volume, name)])
     }
 
     /// `docker volume rm -f NAME` (a missing volume is not an error).
     pub fn volume_rm(&self, name: &str) -> Command {
-        self.cmd(
-            vec!["volume".into(), "rm".into(), "-f".into(), name.into()],
-            DEFAULT_TIMEOUT,
+        guarded(
+            self.cmd(
+                vec!["volume".into(), "rm".into(), "-f".into(), name.into()],
+                DEFAULT_TIMEOUT,
+            ),
+            &[(Arg::Volume, name)],
         )
     }
 
     /// `docker volume inspect --format {{.Name}} NAME` (fails if it does not exist).
     pub fn volume_inspect(&self, name: &str) -> Command {
-        self.cmd(
+        let cmd = self.cmd(
             vec![
                 "volume".into(),
                 "inspect".into(),
@@ -843,11 +958,12 @@ impl DockerCli {
                 name.into(),
             ],
             DEFAULT_TIMEOUT,
-        )
+        );
+        guarded(cmd, &[(Arg::Volume, name)])
     }
 
     /// `docker volume ls -q [--filter label=K=V]…`: the names of the volumes carrying all
-    /// the labels, one a line (see [`parse_lines`](crate::parse_lines)).
+    /// the labels, one a line ([`Docker::volume_ls`](crate::Docker::volume_ls) runs and parses it).
     pub fn volume_ls(&self, labels: &[(String, String)]) -> Command {
         let mut a: Vec<String> = vec!["volume".into(), "ls".into(), "-q".into()];
         a.extend(label_filters(labels));
@@ -861,7 +977,7 @@ impl DockerCli {
             a.extend(["--label".into(), kv(k, v)]);
         }
         a.push(name.into());
-        self.cmd(a, DEFAULT_TIMEOUT)
+        guarded(self.cmd(a, DEFAULT_TIMEOUT), &[(Arg::Network, name)])
     }
 
     /// `docker network ls -q --no-trunc [--filter label=K=V]…`: the ids of the networks
@@ -881,12 +997,16 @@ impl DockerCli {
     pub fn network_rm(&self, names: &[&str]) -> Command {
         let mut a: Vec<String> = vec!["network".into(), "rm".into()];
         a.extend(names.iter().map(|n| (*n).to_owned()));
-        self.cmd(a, DEFAULT_TIMEOUT)
+        let values: Vec<(Arg, &str)> = names.iter().map(|n| (Arg::Network, *n)).collect();
+        guarded(self.cmd(a, DEFAULT_TIMEOUT), &values)
     }
 
     /// `docker save IMAGE`: the image as a tar stream on stdout.
     pub fn save(&self, image: &str) -> Command {
-        self.cmd(vec!["save".into(), image.into()], PULL_TIMEOUT)
+        guarded(
+            self.cmd(vec!["save".into(), image.into()], PULL_TIMEOUT),
+            &[(Arg::Image, image)],
+        )
     }
 
     /// `docker exec [-i] [-u U] [-w DIR] [-e K=V]… NAME ARGV…`.
@@ -906,7 +1026,10 @@ impl DockerCli {
         }
         a.push(o.container.clone());
         a.extend(o.argv.iter().cloned());
-        let mut cmd = self.cmd(a, o.timeout.unwrap_or(EXEC_TIMEOUT));
+        let mut cmd = guarded(
+            self.cmd(a, o.timeout.unwrap_or(EXEC_TIMEOUT)),
+            &[(Arg::Container, &o.container)],
+        );
         if let Some(bytes) = &o.stdin {
             cmd = cmd.stdin(bytes.clone());
         }
@@ -934,21 +1057,25 @@ impl DockerCli {
             a.extend(["--change".into(), c.clone()]);
         }
         a.extend([o.container.clone(), o.reference.clone()]);
-        self.cmd(a, o.timeout.unwrap_or(DEFAULT_TIMEOUT))
+        guarded(
+            self.cmd(a, o.timeout.unwrap_or(DEFAULT_TIMEOUT)),
+            &[(Arg::Container, &o.container), (Arg::Image, &o.reference)],
+        )
     }
 
     /// `docker inspect --type TYPE NAME…`; prints a JSON array (fails if one is missing;
-    /// see [`parse_container_inspect`](crate::parse_container_inspect) and
-    /// [`parse_volume_inspect`](crate::parse_volume_inspect)).
+    /// [`Docker::inspect_containers`](crate::Docker::inspect_containers) and
+    /// [`Docker::inspect_volumes`](crate::Docker::inspect_volumes) run and parse it).
     pub fn inspect(&self, kind: ObjectKind, names: &[&str]) -> Command {
         let mut a: Vec<String> = vec!["inspect".into(), "--type".into(), kind.as_str().into()];
         a.extend(names.iter().map(|n| (*n).to_owned()));
-        self.cmd(a, DEFAULT_TIMEOUT)
+        let values: Vec<(Arg, &str)> = names.iter().map(|n| (inspected(kind), *n)).collect();
+        guarded(self.cmd(a, DEFAULT_TIMEOUT), &values)
     }
 
     /// `docker inspect --type TYPE --format TEMPLATE NAME`, e.g. `{{.State.Running}}`.
     pub fn inspect_format(&self, kind: ObjectKind, name: &str, template: &str) -> Command {
-        self.cmd(
+        let cmd = self.cmd(
             vec![
                 "inspect".into(),
                 "--type".into(),
@@ -958,12 +1085,16 @@ impl DockerCli {
                 name.into(),
             ],
             DEFAULT_TIMEOUT,
-        )
+        );
+        guarded(cmd, &[(inspected(kind), name)])
     }
 
     /// `docker pull IMAGE`.
     pub fn pull(&self, image: &str) -> Command {
-        self.cmd(vec!["pull".into(), image.into()], PULL_TIMEOUT)
+        guarded(
+            self.cmd(vec!["pull".into(), image.into()], PULL_TIMEOUT),
+            &[(Arg::Image, image)],
+        )
     }
 
     /// `docker build …`; with [`BuildContext::Stdin`] the context tar is read from stdin.
@@ -986,7 +1117,11 @@ impl DockerCli {
             BuildContext::Dir(d) => d.clone(),
             BuildContext::Stdin => "-".into(),
         });
-        self.cmd(a, BUILD_TIMEOUT)
+        let cmd = guarded(self.cmd(a, BUILD_TIMEOUT), &[(Arg::Image, &o.tag)]);
+        match &o.context {
+            BuildContext::Dir(d) => guarded(cmd, &[(Arg::Path, d)]),
+            BuildContext::Stdin => cmd,
+        }
     }
 
     /// `docker load`, reading an image tar from stdin.
@@ -995,7 +1130,7 @@ impl DockerCli {
     }
 
     /// `docker ps --no-trunc [-a] [--filter F]… --format {{json .}}`: one JSON object per
-    /// line (see [`parse_ps`](crate::parse_ps)).
+    /// line ([`Docker::ps`](crate::Docker::ps) runs and parses it).
     pub fn ps(&self, all: bool, filters: &[PsFilter]) -> Command {
         let mut a: Vec<String> = vec!["ps".into(), "--no-trunc".into()];
         if all {
@@ -1015,7 +1150,7 @@ impl DockerCli {
             a.push("-f".into());
         }
         a.push(image.into());
-        self.cmd(a, DEFAULT_TIMEOUT)
+        guarded(self.cmd(a, DEFAULT_TIMEOUT), &[(Arg::Image, image)])
     }
 
     /// `docker version --format {{.Server.Version}}`: fails unless the engine answers.

@@ -40,12 +40,7 @@ fn is_hex(s: &str) -> bool {
 
 /// The container id `docker run -d` prints (its last non-empty stdout line; any pull
 /// progress before it is ignored).
-///
-/// ```
-/// let id = "4f1c".repeat(16);
-/// assert_eq!(docker_ssh::parse_container_id(&format!("{id}\n")).unwrap(), id);
-/// ```
-pub fn parse_container_id(stdout: &str) -> Result<String, ParseError> {
+pub(crate) fn parse_container_id(stdout: &str) -> Result<String, ParseError> {
     let line = stdout.lines().rev().map(str::trim).find(|l| !l.is_empty());
     match line {
         Some(id) if id.len() >= 12 && id.len() <= 64 && is_hex(id) => Ok(id.to_owned()),
@@ -57,7 +52,7 @@ pub fn parse_container_id(stdout: &str) -> Result<String, ParseError> {
 }
 
 /// The image id `docker commit` prints (`sha256:<64 hex>`).
-pub fn parse_image_id(stdout: &str) -> Result<String, ParseError> {
+pub(crate) fn parse_image_id(stdout: &str) -> Result<String, ParseError> {
     let id = stdout.trim();
     match id.strip_prefix("sha256:") {
         Some(hex) if hex.len() == 64 && is_hex(hex) => Ok(id.to_owned()),
@@ -69,7 +64,7 @@ pub fn parse_image_id(stdout: &str) -> Result<String, ParseError> {
 }
 
 /// A `true`/`false` printed by an inspect template such as `{{.State.Running}}`.
-pub fn parse_bool(stdout: &str) -> Result<bool, ParseError> {
+pub(crate) fn parse_bool(stdout: &str) -> Result<bool, ParseError> {
     match stdout.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -161,7 +156,7 @@ impl PsEntry {
 }
 
 /// Parses `docker ps --format {{json .}}` output (one JSON object per line).
-pub fn parse_ps(stdout: &str) -> Result<Vec<PsEntry>, ParseError> {
+pub(crate) fn parse_ps(stdout: &str) -> Result<Vec<PsEntry>, ParseError> {
     stdout
         .lines()
         .map(str::trim)
@@ -263,7 +258,7 @@ impl ContainerInfo {
 }
 
 /// Parses `docker inspect --type container` output (a JSON array).
-pub fn parse_container_inspect(stdout: &str) -> Result<Vec<ContainerInfo>, ParseError> {
+pub(crate) fn parse_container_inspect(stdout: &str) -> Result<Vec<ContainerInfo>, ParseError> {
     serde_json::from_str(stdout.trim()).map_err(|e| ParseError {
         what: "docker inspect output",
         detail: format!("{e} in {}", excerpt(stdout)),
@@ -287,7 +282,7 @@ pub fn parse_load(stdout: &str) -> Vec<String> {
 
 /// The image id in `docker build` output: `Successfully built <id>` (classic builder) or
 /// `writing image sha256:<id>` (BuildKit), the last one wins.
-pub fn parse_build_image_id(output: &str) -> Option<String> {
+pub(crate) fn parse_build_image_id(output: &str) -> Option<String> {
     output.lines().rev().find_map(|l| {
         let l = l.trim();
         if let Some(id) = l.strip_prefix("Successfully built ") {
@@ -300,17 +295,13 @@ pub fn parse_build_image_id(output: &str) -> Option<String> {
 
 /// Whether a `docker run` or `docker create` error message says the container name is
 /// taken (`Conflict. The container name "/x" is already in use by container …`).
-pub fn is_name_conflict(stderr: &str) -> bool {
+pub(crate) fn is_name_conflict(stderr: &str) -> bool {
     let s = stderr.to_ascii_lowercase();
     s.contains("is already in use") || (s.contains("conflict") && s.contains("container name"))
 }
 
 /// The non-empty, trimmed lines of `-q` output (`docker volume ls -q`, `network ls -q`).
-///
-/// ```
-/// assert_eq!(docker_ssh::parse_lines("a\n\n b \n"), ["a", "b"]);
-/// ```
-pub fn parse_lines(stdout: &str) -> Vec<String> {
+pub(crate) fn parse_lines(stdout: &str) -> Vec<String> {
     stdout
         .lines()
         .map(str::trim)
@@ -338,7 +329,7 @@ pub struct VolumeInfo {
 
 /// Parses `docker volume inspect` (or `docker inspect --type volume`) output: a JSON
 /// array; empty output is no volume.
-pub fn parse_volume_inspect(stdout: &str) -> Result<Vec<VolumeInfo>, ParseError> {
+pub(crate) fn parse_volume_inspect(stdout: &str) -> Result<Vec<VolumeInfo>, ParseError> {
     let trimmed = stdout.trim();
     if trimmed.is_empty() {
         return Ok(Vec::new());

@@ -116,6 +116,7 @@ fn container_commands() {
             "cp-into",
             c.cp_into("/tmp/seed dir/.", "box", "/var/lib/cloud/seed/"),
         ),
+        ("cp-tar-into", c.cp_tar_into("box", "/")),
         ("pause", c.pause("box")),
         ("unpause", c.unpause("box")),
         ("commit-with", c.commit_with(&commit)),
@@ -537,4 +538,139 @@ fn exec_options_debug_hides_stdin_and_secrets() {
     assert!(!debug.contains("s3cret"), "{debug}");
     assert!(!debug.contains("PRIVATE KEY"), "{debug}");
     assert!(debug.contains("<redacted>"), "{debug}");
+}
+
+/// The error an executor returns for `cmd` before running anything, if it is refused.
+fn refusal(cmd: &Command) -> Option<crate::ExecError> {
+    crate::executor::precheck(cmd, &None).err()
+}
+
+#[test]
+fn hostile_values_are_refused_by_every_command_that_takes_them() {
+    let c = cli();
+    // `docker save -o/tmp/pwned` would write the image to a file of the attacker's choice.
+    let bad = "-o/tmp/pwned";
+    let ok_run = |image: &str, name: &str| RunOptions::new(image, name);
+    let cases: Vec<(&str, Command)> = vec![
+        ("run image", c.run(&ok_run(bad, "box"))),
+        ("run name", c.run(&ok_run("img:1", bad))),
+        ("create image", c.create(&ok_run(bad, "box"))),
+        ("create name", c.create(&ok_run("img:1", bad))),
+        ("attached run image", c.run_attached(&ok_run(bad, "box"))),
+        ("cp source", c.cp_into(bad, "box", "/dest")),
+        ("cp container", c.cp_into("/src", bad, "/dest")),
+        ("cp tar container", c.cp_tar_into(bad, "/")),
+        ("pause", c.pause(bad)),
+        ("unpause", c.unpause(bad)),
+        ("start", c.start(bad)),
+        ("stop", c.stop(bad, Duration::from_secs(1))),
+        ("rm", c.rm(bad, true)),
+        ("volume create", c.volume_create(bad, &[])),
+        ("volume rm", c.volume_rm(bad)),
+        ("volume inspect", c.volume_inspect(bad)),
+        ("network create", c.network_create(bad, &[])),
+        ("network rm", c.network_rm(&["fine", bad])),
+        ("save", c.save(bad)),
+        ("exec", c.exec(&ExecOptions::argv(bad, ["true"]))),
+        ("commit container", c.commit(bad, "img:1")),
+        ("commit tag", c.commit("box", bad)),
+        (
+            "commit with options",
+            c.commit_with(&CommitOptions::new("box", bad).no_pause()),
+        ),
+        (
+            "inspect containers",
+            c.inspect(ObjectKind::Container, &["fine", bad]),
+        ),
+        ("inspect image", c.inspect(ObjectKind::Image, &[bad])),
+        ("inspect volume", c.inspect(ObjectKind::Volume, &[bad])),
+        (
+            "inspect format",
+            c.inspect_format(ObjectKind::Container, bad, "{{.Id}}"),
+        ),
+        ("pull", c.pull(bad)),
+        (
+            "build tag",
+            c.build(&BuildOptions::new(bad, BuildContext::Stdin)),
+        ),
+        (
+            "build context",
+            c.build(&BuildOptions::new("img:1", BuildContext::Dir(bad.into()))),
+        ),
+        ("image rm", c.image_rm(bad, true)),
+    ];
+    for (what, cmd) in cases {
+        let err = refusal(&cmd).unwrap_or_else(|| panic!("{what}: `{cmd}` would run"));
+        assert!(
+            matches!(&err, crate::ExecError::InvalidArgument { value, .. } if value == bad),
+            "{what}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("\"-o/tmp/pwned\""), "{what}: {msg}");
+    }
+}
+
+#[test]
+fn impossible_names_are_refused_and_real_ones_pass() {
+    let c = cli();
+    for bad in ["", "-", "--rm", "a b", "a\nb", "/name", "x;rm -rf /", "ü"] {
+        assert!(refusal(&c.start(bad)).is_some(), "container {bad:?}");
+        assert!(refusal(&c.volume_rm(bad)).is_some(), "volume {bad:?}");
+        assert!(refusal(&c.pull(bad)).is_some(), "image {bad:?}");
+    }
+    for bad in ["", "-", "--help"] {
+        assert!(
+            refusal(&c.cp_into(bad, "box", "/d")).is_some(),
+            "path {bad:?}"
+        );
+    }
+    let id = "4f1c".repeat(16);
+    for good in ["box", "mngr-host_1.b", id.as_str()] {
+        assert!(refusal(&c.start(good)).is_none(), "container {good:?}");
+        assert!(refusal(&c.volume_rm(good)).is_none(), "volume {good:?}");
+    }
+    for good in [
+        "debian:bookworm-slim",
+        "mngr-local/sshd:abc",
+        "localhost:5000/a/b:v1.2",
+        "img@sha256:0123abcd",
+        "sha256:0123abcd",
+    ] {
+        assert!(refusal(&c.pull(good)).is_none(), "image {good:?}");
+    }
+    for good in ["/srv/with space/ctx", "relative/dir", "./-x"] {
+        assert!(
+            refusal(&c.cp_into(good, "box", "/d")).is_none(),
+            "path {good:?}"
+        );
+    }
+    // Option values and the words after the image or container are not names.
+    let run = RunOptions::new("img:1", "box")
+        .entrypoint("--weird")
+        .args(["-o", "--rm"]);
+    assert!(refusal(&c.run(&run)).is_none());
+    assert!(refusal(&c.exec(&ExecOptions::argv("box", ["-x", "--y"]).user("-u"))).is_none());
+}
+
+#[tokio::test]
+async fn a_refused_command_never_runs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let target = dir.path().join("pwned.tar");
+    let image = format!("-o{}", target.display());
+    let docker = Docker::new(std::sync::Arc::new(crate::LocalExecutor::new()));
+    let mut sink = Vec::new();
+    let err = docker
+        .save(&image, &mut sink)
+        .await
+        .expect_err("refused before it runs");
+    assert!(
+        matches!(
+            err,
+            DockerError::Exec(crate::ExecError::InvalidArgument { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&image), "{err}");
+    assert!(!target.exists());
+    assert!(sink.is_empty());
 }

@@ -118,6 +118,19 @@ impl SshTarget {
     pub(crate) fn client_key(&self) -> &Arc<PrivateKey> {
         &self.client_key
     }
+
+    /// Whether a connection made for `self` is also one for `other`: same address, user,
+    /// client key and pins (the known_hosts path is only a hint in errors).
+    pub(crate) fn same_connection(&self, other: &SshTarget) -> bool {
+        let same_keys = |a: &[PublicKey], b: &[PublicKey]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.key_data() == y.key_data())
+        };
+        self.host == other.host
+            && self.port == other.port
+            && self.user == other.user
+            && self.client_key.public_key().key_data() == other.client_key.public_key().key_data()
+            && same_keys(&self.host_keys, &other.host_keys)
+    }
 }
 
 impl fmt::Display for SshTarget {

@@ -1,6 +1,6 @@
 //! [`SshPool`]: one reconnecting connection per target, shared by many commands.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
@@ -21,13 +21,18 @@ use crate::executor::{ExecIo, Executor, precheck};
 /// running when the connection dropped is retried only if marked
 /// [`idempotent`](Command::idempotent) (and fed no stdin stream), otherwise it fails with
 /// [`ExecError::ConnectionLost`].
+///
+/// The target can be replaced while the pool is in use ([`SshPool::set_target`]): new
+/// pins after a host key rotation, a new address after a restart.
 #[derive(Clone)]
 pub struct SshPool {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    target: SshTarget,
+    /// Read whenever a connection is made, so [`SshPool::set_target`] takes effect on the
+    /// next connect.
+    target: RwLock<SshTarget>,
     config: SshConfig,
     current: Mutex<Option<Arc<SshSession>>>,
 }
@@ -35,7 +40,7 @@ struct Inner {
 impl std::fmt::Debug for SshPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SshPool")
-            .field("target", &self.inner.target)
+            .field("target", &self.inner.target())
             .field("config", &self.inner.config)
             .finish()
     }
@@ -47,16 +52,40 @@ impl SshPool {
     pub fn new(target: SshTarget, config: SshConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                target,
+                target: RwLock::new(target),
                 config,
                 current: Mutex::new(None),
             }),
         }
     }
 
-    /// The target.
-    pub fn target(&self) -> &SshTarget {
-        &self.inner.target
+    /// The current target (a copy: [`SshPool::set_target`] may replace it).
+    pub fn target(&self) -> SshTarget {
+        self.inner.target()
+    }
+
+    /// Replaces the target: other pinned host keys (after a rotation, or to stop trusting
+    /// a key), another address (a VPS whose port changed on restart), user or client key.
+    /// If any of these changed, the current connection is closed, so the next command
+    /// connects to the new address and checks the new pins; commands running on the old
+    /// connection then fail with [`ExecError::ConnectionLost`], or are retried on the new
+    /// one if [`idempotent`](Command::idempotent). Nothing is closed if nothing changed.
+    pub async fn set_target(&self, target: SshTarget) {
+        let changed = {
+            let mut current = self
+                .inner
+                .target
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let changed = !current.same_connection(&target);
+            *current = target;
+            changed
+        };
+        // A connect that read the old target holds the session lock until it is done, so
+        // this closes what it made too.
+        if changed {
+            self.close().await;
+        }
     }
 
     /// Connects now (with the configured retries) if not connected, so connection errors
@@ -94,10 +123,10 @@ impl SshPool {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match SshSession::connect(self.inner.target.clone(), config).await {
+            match SshSession::connect(self.inner.target(), config).await {
                 Ok(s) => {
                     if attempt > 1 {
-                        tracing::info!(target = %self.inner.target, attempt, "reconnected");
+                        tracing::info!(target = %self.inner.target(), attempt, "reconnected");
                     }
                     return Ok(s);
                 }
@@ -107,7 +136,7 @@ impl SshPool {
                         e
                     } else {
                         SshError::ReconnectFailed {
-                            target: self.inner.target.to_string(),
+                            target: self.inner.target().to_string(),
                             attempts,
                             last: Box::new(e),
                         }
@@ -115,7 +144,7 @@ impl SshPool {
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();
-                    tracing::debug!(target = %self.inner.target, attempt, error = %e, ?delay, "connect failed, retrying");
+                    tracing::debug!(target = %self.inner.target(), attempt, error = %e, ?delay, "connect failed, retrying");
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -134,15 +163,24 @@ impl SshPool {
     }
 }
 
+impl Inner {
+    fn target(&self) -> SshTarget {
+        self.target
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 #[async_trait]
 impl Executor for SshPool {
     fn target(&self) -> String {
-        self.inner.target.to_string()
+        self.inner.target().to_string()
     }
 
     async fn execute(&self, command: &Command, io: ExecIo<'_>) -> Result<Output, ExecError> {
         precheck(command, &io.stdin)?;
-        let target = self.inner.target.to_string();
+        let target = self.inner.target().to_string();
         traced(&target, command, || async {
             let deadline = command
                 .timeout_value()

@@ -114,7 +114,7 @@ impl Bed {
 impl Drop for Bed {
     fn drop(&mut self) {
         if let Err(e) = testbed::remove_labelled(ACCOUNT_LABEL, &self.account) {
-            eprintln!("cleanup of account {} failed: {e}", self.account);
+            eprintln!("cleanup of account {}: {e}", self.account);
         }
     }
 }

@@ -11,9 +11,11 @@
 //! sample is the remote shell starting, so the clients' own costs show more clearly.
 //! Samples of the three clients are interleaved so they all see the same background load.
 //!
-//! Run: `cargo run --release -p docker-ssh --features bench --bin bench_ssh [-- --quick]
-//! [--current-thread]` (`--quick`: fewer samples; `--current-thread`: a single-threaded
-//! Tokio runtime instead of the multi-threaded default).
+//! Run: `cargo xtask bench ssh [--quick] [--current-thread]` (`--quick`: fewer samples;
+//! `--current-thread`: a single-threaded Tokio runtime instead of the multi-threaded
+//! default). That builds the images it needs, then runs this binary of the `xtask`
+//! package in release mode (`cargo run --release -p xtask --features bench --bin
+//! bench_ssh -- …`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
