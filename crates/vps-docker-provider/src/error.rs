@@ -5,7 +5,7 @@ use std::fmt;
 use docker_ssh::{DockerError, ExecError, SshError};
 use host_store::StoreError;
 use vps_client::VpsClientError;
-use vps_primitives::{HostId, HostName, InvalidValue};
+use vps_primitives::{HostId, HostName, InvalidValue, VpsSnapshotId};
 
 use crate::config::ConfigError;
 use crate::keys::KeyStoreError;
@@ -147,6 +147,38 @@ pub enum ProviderError {
         /// What is left, with why.
         left: Vec<String>,
     },
+    /// The host has no container snapshot of this id or name.
+    #[error("host {host} has no snapshot {snapshot:?}; `mngr-vps snapshot list {host}` lists them")]
+    SnapshotNotFound {
+        /// The host.
+        host: String,
+        /// The id or name asked for.
+        snapshot: String,
+    },
+    /// The host is hibernated: it has no VPS, only a provider snapshot.
+    #[error(
+        "host {host} is hibernated (provider snapshot {snapshot}); wake it first (`mngr-vps wake {host}`)"
+    )]
+    Hibernated {
+        /// The host.
+        host: String,
+        /// The provider snapshot that holds it.
+        snapshot: VpsSnapshotId,
+    },
+    /// Waking a hibernated host failed; it is still hibernated, and the new VPS was
+    /// removed except what `rollback_failures` lists.
+    #[error("{}", wake_message(.host, *.step, .source, .rollback_failures))]
+    Wake {
+        /// The host.
+        host: String,
+        /// The step that failed.
+        step: Step,
+        /// Why.
+        #[source]
+        source: StepError,
+        /// Undos that failed: these things are left behind.
+        rollback_failures: Vec<RollbackFailure>,
+    },
     /// The provider's API failed outside any host step (listing, say).
     #[error("{what}: {source}")]
     Provider {
@@ -186,6 +218,26 @@ fn create_message(
         );
         let parts: Vec<String> = failures.iter().map(ToString::to_string).collect();
         s.push_str(&parts.join("; "));
+    }
+    s
+}
+
+fn wake_message(
+    host: &str,
+    step: Step,
+    source: &StepError,
+    failures: &[RollbackFailure],
+) -> String {
+    let mut s =
+        format!("waking host {host} failed at step `{step}`: {source}; it is still hibernated");
+    if failures.is_empty() {
+        s.push_str(" and the new VPS was removed");
+    } else {
+        let parts: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        s.push_str(&format!(
+            "; removing the new VPS left things behind (remove them by hand or run `mngr-vps cleanup`): {}",
+            parts.join("; ")
+        ));
     }
     s
 }

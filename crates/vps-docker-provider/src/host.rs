@@ -11,7 +11,9 @@ use std::sync::Arc;
 use docker_ssh::{Command, Docker, ExecIo, Executor, Output, SshPool};
 use host_store::{HostRecord, IdleMode};
 use serde::Serialize;
-use vps_primitives::{HostId, HostName, HostState, ProviderName, VpsInstanceId, VpsInstanceStatus};
+use vps_primitives::{
+    HostId, HostName, HostState, ProviderName, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId,
+};
 
 use crate::error::{ProviderError, StepError};
 use crate::step::{Phases, Step};
@@ -64,6 +66,12 @@ pub enum HostStatus {
         /// What went wrong.
         reason: String,
     },
+    /// The host has no VPS: it was hibernated into a provider snapshot (`wake_host` brings
+    /// it back). Nothing is billed but the snapshot's storage.
+    Hibernated {
+        /// The provider snapshot that holds the VPS's disk.
+        snapshot: VpsSnapshotId,
+    },
     /// The host is broken: a create failed, its container or record is missing, or its
     /// VPS is gone.
     Failed {
@@ -73,13 +81,14 @@ pub enum HostStatus {
 }
 
 impl HostStatus {
-    /// One word: `running`, `stopped`, `starting`, `unreachable`, `failed`.
+    /// One word: `running`, `stopped`, `starting`, `unreachable`, `hibernated`, `failed`.
     pub fn word(&self) -> &'static str {
         match self {
             Self::Running => "running",
             Self::Stopped { .. } => "stopped",
             Self::Starting => "starting",
             Self::Unreachable { .. } => "unreachable",
+            Self::Hibernated { .. } => "hibernated",
             Self::Failed { .. } => "failed",
         }
     }
@@ -100,6 +109,7 @@ impl fmt::Display for HostStatus {
             ),
             Self::Stopped { reason: None } => f.write_str("stopped (crashed)"),
             Self::Unreachable { reason } => write!(f, "unreachable ({reason})"),
+            Self::Hibernated { snapshot } => write!(f, "hibernated (snapshot {snapshot})"),
             Self::Failed { reason } => write!(f, "failed ({reason})"),
             other => f.write_str(other.word()),
         }

@@ -3,7 +3,9 @@
 //!
 //! [`VpsDockerProvider`] creates hosts (with rollback of every step), stops and starts
 //! them, destroys them without leaks, and finds them again from a fresh process (listing
-//! instances by tag, then reading every VPS in parallel).
+//! instances by tag, then reading every VPS in parallel). It takes and restores
+//! [container snapshots](#container-snapshots) and [hibernates](#hibernation) hosts
+//! into provider snapshots so an idle host costs only its snapshot's storage.
 //!
 //! # Create, step by step
 //!
@@ -25,6 +27,48 @@
 //!
 //! A failure at any step (or a cancellation) unwinds what was made and returns
 //! [`ProviderError::Create`] naming the step and any undo that failed in turn.
+//!
+//! # Container snapshots
+//!
+//! [`VpsDockerProvider::create_snapshot`] makes **one image** on the host's VPS,
+//! `mngr-snapshot-<host hex>:<time>`, listed in the host record
+//! (`certified_host_data.snapshots`, with the image tag in the entry's `image` field):
+//! - its lower layer is `docker commit` of the host container: the container's whole
+//!   filesystem except what is mounted into it;
+//! - its top layer holds a copy of the host volume (`/mngr-vol`, where `host_dir` links)
+//!   at [`SNAPSHOT_VOLUME_DIR`], copied by a one-off container of that image (`--pull
+//!   never`, no network) while the host container is paused, so the two agree.
+//!
+//! It holds neither processes nor memory, nor other volumes or bind mounts given in start
+//! args, nor the host record or keys. [`VpsDockerProvider::start_from_snapshot`] fills a
+//! new volume from the copy, stops the container and puts it aside (renamed), runs a new
+//! one from the image with the host's start args, labels, keys and sshd files, and removes
+//! the old container and volume only once the new one answers over SSH (a failure puts the
+//! old container back). [`CreateHostRequest::snapshot`] starts a new host (a new VPS) from
+//! a snapshot of another host: the image goes `docker save | docker load` from VPS to VPS
+//! over the pooled connections, and its volume copy fills the new host's volume.
+//! [`VpsDockerProvider::delete_snapshot`] removes the image (only untagging it while a
+//! container still runs from it) and the record entry. Unlike upstream, a snapshot entry is
+//! never lost to a later record write (the record is read again just before each write),
+//! deleting removes the entry, and snapshots can be restored.
+//!
+//! # Hibernation
+//!
+//! On most clouds a stopped VPS is still billed. [`VpsDockerProvider::hibernate_host`]
+//! stops the container, takes a provider-level snapshot of the VPS (through
+//! [`vps_client::VpsClient::create_snapshot`], its description a [`HibernationLabel`]
+//! naming the provider instance, host id and name, region, plan and OS), waits until the
+//! provider lists it complete, and only then destroys the instance. The host then lists as
+//! [`HostStatus::Hibernated`] from any machine (the account's snapshots are listed with the
+//! instances). [`VpsDockerProvider::wake_host`] orders a new instance from the snapshot with
+//! new user_data and a new first host key (rotated and pinned as at create), starts the
+//! container that the snapshot's disk carries (its sshd host key came back with it, so the
+//! container pin holds), updates the record (instance, address, keys) and deletes the
+//! snapshot once the host answers; a failure destroys the new instance and the host stays
+//! hibernated ([`ProviderError::Wake`]). Waking a host that is not hibernated is an error
+//! and creates nothing. The uploaded SSH key stays registered while the host sleeps; the
+//! host's keys and pins on this machine are needed to wake it. Destroying a hibernated
+//! host deletes its snapshots, its uploaded key and its local keys.
 //!
 //! # Example
 //!
@@ -56,11 +100,13 @@
 
 mod config;
 mod error;
+mod hibernate;
 mod host;
 mod keys;
 pub mod plan;
 mod provider;
 mod rollback;
+mod snapshot;
 mod step;
 mod transfer;
 
@@ -68,11 +114,16 @@ pub use config::{
     Builder, ConfigError, DEFAULT_CONTAINER_PACKAGES, KNOWN_KEYS, VpsDockerProviderConfig,
 };
 pub use error::{ProviderError, RollbackFailure, StepError};
+pub use hibernate::{HIBERNATE_SNAPSHOT_TIMEOUT, HIBERNATION_PREFIX, HibernationLabel};
 pub use host::{Host, HostInfo, HostStatus, StopReason};
 pub use keys::{ClientKeys, HostKeys, KeyStore, KeyStoreError};
 pub use provider::{
     CreateHostRequest, ExecutorWrapper, VPS_BUILD_ARGS, VpsChoice, VpsDockerProvider,
     parse_build_args,
+};
+pub use snapshot::{
+    ContainerSnapshot, SNAPSHOT_VOLUME_DIR, SnapshotSource, capture_volume_script,
+    restore_volume_script,
 };
 pub use step::{Cancel, CancelHandle, NoProgress, Phases, Progress, Step};
 

@@ -23,7 +23,8 @@ use vps_client::{
 };
 use vps_primitives::{
     Backoff, HOST_ID_TAG_KEY, HostId, HostName, LABEL_HOST_ID, OsId, PlanId, ProviderName,
-    RegionId, Tag, VPS_LABEL_PREFIX, VpsInstanceId, VpsInstanceStatus, host_volume_name, vps_label,
+    RegionId, SshKeyId, Tag, VPS_LABEL_PREFIX, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId,
+    host_volume_name, vps_label,
 };
 
 use crate::config::{VpsDockerProviderConfig, check_image_name};
@@ -32,6 +33,7 @@ use crate::host::{Host, HostInfo, HostStatus, StopReason};
 use crate::keys::{ClientKeys, HostKeys, KeyStore};
 use crate::plan::{self, ContainerSpec};
 use crate::rollback::{Rollback, Undo};
+use crate::snapshot::{SnapshotOrigin, SnapshotSource};
 use crate::step::{Cancel, Phases, Progress, Step, run_step};
 
 /// What to create.
@@ -51,6 +53,9 @@ pub struct CreateHostRequest {
     pub idle_timeout: Option<u64>,
     /// Idle mode; the config's default when `None`.
     pub idle_mode: Option<IdleMode>,
+    /// Start from a container snapshot of another host (its image is copied to the new
+    /// VPS, its volume copy fills the new host's volume); `image` is not used then.
+    pub snapshot: Option<SnapshotSource>,
     /// A hard cap on the host's age since its container last started, seconds: the
     /// watcher stops it then, busy or not.
     pub max_host_age: Option<u64>,
@@ -67,6 +72,7 @@ impl CreateHostRequest {
             start_args: Vec::new(),
             idle_timeout: None,
             idle_mode: None,
+            snapshot: None,
             max_host_age: None,
         }
     }
@@ -260,7 +266,7 @@ impl VpsDockerProvider {
         cancel: &Cancel,
     ) -> Result<Host, ProviderError> {
         let config = &self.inner.config;
-        let image = request
+        let mut image = request
             .image
             .clone()
             .unwrap_or_else(|| config.default_image.clone());
@@ -294,6 +300,19 @@ impl VpsDockerProvider {
                 id: existing.info.id,
             });
         }
+        if let Some(sleeping) = self.hibernated(request.name.as_str()).await? {
+            return Err(ProviderError::NameTaken {
+                name: request.name.clone(),
+                id: sleeping.label.host,
+            });
+        }
+        let origin = match &request.snapshot {
+            Some(source) => Some(self.snapshot_origin(source).await?),
+            None => None,
+        };
+        if let Some(origin) = &origin {
+            image = origin.image.clone();
+        }
 
         let id = HostId::generate();
         tracing::info!(host = %request.name, %id, provider = %self.inner.name, "creating host");
@@ -304,10 +323,14 @@ impl VpsDockerProvider {
             request: &request,
             image: &image,
             vps: &vps,
+            origin: origin.as_ref(),
         };
         let result = self
             .create_steps(&plan, &mut rollback, &mut phases, progress, cancel)
             .await;
+        if let Some(origin) = &origin {
+            origin.pool.close().await;
+        }
         match result {
             Ok(mut host) => {
                 host.phases = phases;
@@ -367,92 +390,35 @@ impl VpsDockerProvider {
         });
         rollback.push(Undo::DeleteKey(key_id.clone()));
 
-        let user_data = render_user_data(&first_host_key, &vps_public)
-            .map_err(|e| (Step::CreateInstance, e))?;
-        let instance_request = CreateInstanceRequest {
-            label: vps_label(name),
-            region: plan.vps.region.clone(),
-            plan: plan.vps.plan.clone(),
-            os: plan.vps.os,
-            snapshot: None,
-            user_data,
-            ssh_key_ids: vec![key_id.clone()],
-            tags: vec![self.provider_tag(), Tag::host_id(id)],
-            ports: vec![22, port],
-        };
-        let created = run_step(Step::CreateInstance, progress, cancel, phases, async {
-            Ok(client.create_instance(&instance_request).await?)
-        })
-        .await;
-        let instance = match created {
-            Ok(instance) => instance,
-            Err(e) => {
-                // An order that may have gone through, or a create cancelled mid-request:
-                // whatever carries the host's tag is removed.
-                let unknown = match &e {
-                    StepError::Provider(p) => {
-                        matches!(**p, VpsClientError::OutcomeUnknown { .. })
-                    }
-                    StepError::Cancelled => true,
-                    _ => false,
-                };
-                if unknown {
-                    rollback.push(Undo::DestroyTagged(Tag::host_id(id)));
-                }
-                return Err((Step::CreateInstance, e));
-            }
-        };
-        rollback.push(Undo::DestroyInstance(instance.clone()));
-
-        let vps_addr = step!(Step::WaitActive, async {
-            let options = WaitOptions::with_timeout(config.vps_boot());
-            Ok(wait_until_active(
-                client.as_ref(),
-                &instance,
-                22,
-                &options,
-                |addr| async move { probe_tcp_banner(addr, b"SSH-").await },
+        let instance = self
+            .order_instance(
+                &InstanceOrder {
+                    id,
+                    name,
+                    vps: plan.vps,
+                    snapshot: None,
+                    first_host_key: &first_host_key,
+                    vps_public: &vps_public,
+                    key_id: &key_id,
+                },
+                rollback,
+                phases,
+                progress,
+                cancel,
             )
-            .await?)
-        });
+            .await?;
 
-        let first_pool = self.pool(
-            vps_addr,
-            keys.vps.clone(),
-            first_host_key.public_key().clone(),
-            config.ssh_connect(),
-        );
-        step!(Step::ConnectVps, async {
-            connect_until(&first_pool, Instant::now() + config.ssh_connect()).await
-        });
-
-        step!(
-            Step::WaitCloudInit,
-            wait_cloud_init(&first_pool, config.docker_install())
-        );
-
-        let rotated = step!(Step::RotateHostKey, async {
-            let rotated = generate_ed25519().map_err(crate::keys::KeyStoreError::from)?;
-            let public = public_key_line(rotated.public_key());
-            let private =
-                private_key_openssh(&rotated).map_err(crate::keys::KeyStoreError::from)?;
-            let command = Command::script(plan::rotate_host_key_script(&public))
-                .stdin(private.expose().as_bytes().to_vec())
-                .timeout(Duration::from_secs(60));
-            first_pool.run_checked(&command).await?;
-            host_keys.pin_vps(rotated.public_key())?;
-            Ok(rotated.public_key().clone())
-        });
-        first_pool.close().await;
-        let vps = self.pool(
-            vps_addr,
-            keys.vps.clone(),
-            rotated.clone(),
-            config.ssh_connect(),
-        );
-        step!(Step::ConnectVps, async {
-            connect_until(&vps, Instant::now() + config.ssh_connect()).await
-        });
+        let (vps_addr, vps, rotated) = self
+            .boot_vps(
+                &instance,
+                &keys,
+                &host_keys,
+                &first_host_key,
+                phases,
+                progress,
+                cancel,
+            )
+            .await?;
         let mut vps_exec: Arc<dyn Executor> = Arc::new(vps.clone());
         if let Some(wrap) = &self.inner.wrap_vps {
             vps_exec = wrap(vps_exec);
@@ -460,7 +426,17 @@ impl VpsDockerProvider {
         let docker = Docker::new(vps_exec.clone());
 
         step!(Step::Image, async {
-            ensure_image(&docker, plan.image, Step::Image, progress).await?;
+            match plan.origin {
+                Some(origin) if !docker.image_exists(plan.image).await? => {
+                    progress.output(
+                        Step::Image,
+                        &format!("copying snapshot {} from its host's VPS", plan.image),
+                    );
+                    crate::transfer::copy_image(&origin.docker, &docker, plan.image).await?;
+                }
+                Some(_) => {}
+                None => ensure_image(&docker, plan.image, Step::Image, progress).await?,
+            }
             if config.state_image != plan.image {
                 ensure_image(&docker, &config.state_image, Step::Image, progress).await?;
             }
@@ -477,6 +453,9 @@ impl VpsDockerProvider {
             docker
                 .volume_create(&volume, &[(LABEL_HOST_ID.to_owned(), id.to_string())])
                 .await?;
+            if plan.origin.is_some() {
+                crate::snapshot::restore_volume(&docker, plan.image, &volume, id).await?;
+            }
             Ok(())
         });
 
@@ -592,6 +571,133 @@ impl VpsDockerProvider {
         Ok(self.host_handle(info, &host_keys, container, vps, warnings))
     }
 
+    /// Orders the host's instance (a create's from the OS image, a wake's from a snapshot)
+    /// with new user_data, and pushes the undo: the instance, or, when the order may have
+    /// gone through (or was cancelled mid-request), whatever carries the host's tag.
+    pub(crate) async fn order_instance(
+        &self,
+        order: &InstanceOrder<'_>,
+        rollback: &mut Rollback,
+        phases: &mut Phases,
+        progress: &dyn Progress,
+        cancel: &Cancel,
+    ) -> Result<VpsInstanceId, (Step, StepError)> {
+        let id = order.id;
+        let user_data = render_user_data(order.first_host_key, order.vps_public)
+            .map_err(|e| (Step::CreateInstance, e))?;
+        let request = CreateInstanceRequest {
+            label: vps_label(order.name),
+            region: order.vps.region.clone(),
+            plan: order.vps.plan.clone(),
+            os: order.vps.os,
+            snapshot: order.snapshot.clone(),
+            user_data,
+            ssh_key_ids: vec![order.key_id.clone()],
+            tags: vec![self.provider_tag(), Tag::host_id(id)],
+            ports: vec![22, self.inner.config.container_ssh_port],
+        };
+        let client = &self.inner.client;
+        let created = run_step(Step::CreateInstance, progress, cancel, phases, async {
+            Ok(client.create_instance(&request).await?)
+        })
+        .await;
+        match created {
+            Ok(instance) => {
+                rollback.push(Undo::DestroyInstance(instance.clone()));
+                Ok(instance)
+            }
+            Err(e) => {
+                // An order that may have gone through, or a create cancelled mid-request:
+                // whatever carries the host's tag is removed.
+                let unknown = match &e {
+                    StepError::Provider(p) => {
+                        matches!(**p, VpsClientError::OutcomeUnknown { .. })
+                    }
+                    StepError::Cancelled => true,
+                    _ => false,
+                };
+                if unknown {
+                    rollback.push(Undo::DestroyTagged(Tag::host_id(id)));
+                }
+                Err((Step::CreateInstance, e))
+            }
+        }
+    }
+
+    /// Brings up a just-ordered VPS (a create's, or a wake's from a snapshot): waits until
+    /// it is active and greets, connects pinned to `first_host_key` (the user_data's), waits
+    /// for cloud-init and Docker, rotates the host key, pins the new one and reconnects.
+    /// Returns the VPS's SSH address, the pinned pool and the rotated key.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn boot_vps(
+        &self,
+        instance: &VpsInstanceId,
+        keys: &ClientKeys,
+        host_keys: &HostKeys,
+        first_host_key: &PrivateKey,
+        phases: &mut Phases,
+        progress: &dyn Progress,
+        cancel: &Cancel,
+    ) -> Result<(SocketAddr, SshPool, PublicKey), (Step, StepError)> {
+        let config = &self.inner.config;
+        let client = &self.inner.client;
+        macro_rules! step {
+            ($step:expr, $body:expr) => {
+                run_step($step, progress, cancel, phases, $body)
+                    .await
+                    .map_err(|e| ($step, e))?
+            };
+        }
+        let vps_addr = step!(Step::WaitActive, async {
+            let options = WaitOptions::with_timeout(config.vps_boot());
+            Ok(
+                wait_until_active(client.as_ref(), instance, 22, &options, |addr| async move {
+                    probe_tcp_banner(addr, b"SSH-").await
+                })
+                .await?,
+            )
+        });
+
+        let first_pool = self.pool(
+            vps_addr,
+            keys.vps.clone(),
+            first_host_key.public_key().clone(),
+            config.ssh_connect(),
+        );
+        step!(Step::ConnectVps, async {
+            connect_until(&first_pool, Instant::now() + config.ssh_connect()).await
+        });
+
+        step!(
+            Step::WaitCloudInit,
+            wait_cloud_init(&first_pool, config.docker_install())
+        );
+
+        let rotated = step!(Step::RotateHostKey, async {
+            let rotated = generate_ed25519().map_err(crate::keys::KeyStoreError::from)?;
+            let public = public_key_line(rotated.public_key());
+            let private =
+                private_key_openssh(&rotated).map_err(crate::keys::KeyStoreError::from)?;
+            let command = Command::script(plan::rotate_host_key_script(&public))
+                .stdin(private.expose().as_bytes().to_vec())
+                .timeout(Duration::from_secs(60));
+            first_pool.run_checked(&command).await?;
+            host_keys.pin_vps(rotated.public_key())?;
+            Ok(rotated.public_key().clone())
+        });
+        first_pool.close().await;
+        let vps = self.pool(
+            vps_addr,
+            keys.vps.clone(),
+            rotated.clone(),
+            config.ssh_connect(),
+        );
+        step!(Step::ConnectVps, async {
+            connect_until(&vps, Instant::now() + config.ssh_connect()).await
+        });
+        Ok((vps_addr, vps, rotated))
+    }
+
     pub(crate) fn host_handle(
         &self,
         info: HostInfo,
@@ -630,13 +736,20 @@ impl VpsDockerProvider {
         let found =
             futures::future::join_all(instances.iter().map(|i| self.inspect_instance(i))).await;
         let mut hosts: Vec<HostInfo> = found.into_iter().flatten().map(|f| f.info).collect();
+        self.add_hibernated(&mut hosts).await?;
         hosts.sort_by_key(|h| h.display_name());
         Ok(hosts)
     }
 
     /// One host, by name or id.
     pub async fn get_host(&self, name_or_id: &str) -> Result<HostInfo, ProviderError> {
-        Ok(self.find(name_or_id).await?.info)
+        match self.find(name_or_id).await {
+            Err(ProviderError::Hibernated { .. }) => match self.hibernated(name_or_id).await? {
+                Some(sleeping) => Ok(sleeping.info),
+                None => Err(ProviderError::HostNotFound(name_or_id.to_owned())),
+            },
+            found => Ok(found?.info),
+        }
     }
 
     /// A handle to a running host, by name or id.
@@ -662,12 +775,13 @@ impl VpsDockerProvider {
                     return Ok(found);
                 }
             }
-            return Err(ProviderError::HostNotFound(name_or_id.to_owned()));
+            return Err(self.missing(name_or_id).await);
         }
         let name = HostName::parse(name_or_id)?;
-        self.find_by_name(&name)
-            .await?
-            .ok_or_else(|| ProviderError::HostNotFound(name_or_id.to_owned()))
+        match self.find_by_name(&name).await? {
+            Some(found) => Ok(found),
+            None => Err(self.missing(name_or_id).await),
+        }
     }
 
     pub(crate) async fn find_by_name(
@@ -1062,7 +1176,12 @@ impl VpsDockerProvider {
     /// is an error ([`ProviderError::DestroyIncomplete`]); running the destroy again
     /// finishes what the first left.
     pub async fn destroy_host(&self, name_or_id: &str) -> Result<HostId, ProviderError> {
-        let found = self.find(name_or_id).await?;
+        let found = match self.find(name_or_id).await {
+            Err(ProviderError::Hibernated { .. }) => {
+                return self.destroy_hibernated(name_or_id).await;
+            }
+            found => found?,
+        };
         let host = found.info.display_name();
         let id = found.info.id.clone();
         let client = &self.inner.client;
@@ -1136,12 +1255,25 @@ impl VpsDockerProvider {
     }
 }
 
+/// What an instance is ordered with ([`VpsDockerProvider::order_instance`]).
+pub(crate) struct InstanceOrder<'a> {
+    pub(crate) id: &'a HostId,
+    pub(crate) name: &'a HostName,
+    pub(crate) vps: &'a VpsChoice,
+    /// Boot from this snapshot instead of the OS image.
+    pub(crate) snapshot: Option<VpsSnapshotId>,
+    pub(crate) first_host_key: &'a PrivateKey,
+    pub(crate) vps_public: &'a str,
+    pub(crate) key_id: &'a SshKeyId,
+}
+
 /// The inputs of one create.
 struct CreatePlan<'a> {
     id: &'a HostId,
     request: &'a CreateHostRequest,
     image: &'a str,
     vps: &'a VpsChoice,
+    origin: Option<&'a SnapshotOrigin>,
 }
 
 pub(crate) fn record_container(record: &HostRecord) -> String {
@@ -1206,7 +1338,7 @@ pub(crate) fn render_user_data(
 }
 
 /// Pauses between the lifecycle's own retries (from the toolkit's one [`Backoff`]).
-fn retry_pauses() -> vps_primitives::Delays {
+pub(crate) fn retry_pauses() -> vps_primitives::Delays {
     Backoff::new(Duration::from_millis(200), Duration::from_secs(2))
         .with_jitter(0.2)
         .delays()

@@ -55,6 +55,16 @@ pub enum Step {
     DeleteKey,
     /// Remove the local keys and pins.
     RemoveLocalKeys,
+    /// Take a container snapshot (`docker commit` and a copy of the volume).
+    ContainerSnapshot,
+    /// Delete a snapshot (a container snapshot's image, or a provider snapshot).
+    DeleteSnapshot,
+    /// Replace the container and volume with a snapshot's.
+    RestoreSnapshot,
+    /// Take a provider-level snapshot of the VPS.
+    VpsSnapshot,
+    /// Wait until the provider says the snapshot is complete.
+    WaitSnapshot,
 }
 
 impl Step {
@@ -82,6 +92,11 @@ impl Step {
             Self::DestroyInstance => "destroy-instance",
             Self::DeleteKey => "delete-key",
             Self::RemoveLocalKeys => "remove-local-keys",
+            Self::ContainerSnapshot => "container-snapshot",
+            Self::DeleteSnapshot => "delete-snapshot",
+            Self::RestoreSnapshot => "restore-snapshot",
+            Self::VpsSnapshot => "vps-snapshot",
+            Self::WaitSnapshot => "wait-snapshot",
         }
     }
 
@@ -109,6 +124,11 @@ impl Step {
             Self::DestroyInstance => "destroying the VPS",
             Self::DeleteKey => "deleting the uploaded key",
             Self::RemoveLocalKeys => "removing local keys and pins",
+            Self::ContainerSnapshot => "taking a snapshot of the container and its volume",
+            Self::DeleteSnapshot => "deleting the snapshot",
+            Self::RestoreSnapshot => "restoring the container and its volume from the snapshot",
+            Self::VpsSnapshot => "taking a snapshot of the VPS",
+            Self::WaitSnapshot => "waiting for the VPS snapshot to complete",
         }
     }
 }
