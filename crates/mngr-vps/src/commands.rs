@@ -260,7 +260,13 @@ async fn ssh(
     let reporter = Reporter::new(Mode::Quiet);
     let (_, provider) = open(env, flag, &reporter).await?;
     let host = provider.connect(name).await?;
-    let argv = host.ssh_argv(&command);
+    let mut argv = host.ssh_argv(&command);
+    if !std::io::stdin().is_terminal() {
+        // No terminal to give the remote command: say so to OpenSSH instead of its warning.
+        if let Some(t) = argv.iter_mut().find(|a| a.as_str() == "-t") {
+            *t = "-T".into();
+        }
+    }
     tracing::debug!(?argv, "running OpenSSH");
     let (program, rest) = argv
         .split_first()

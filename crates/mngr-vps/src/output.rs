@@ -240,7 +240,7 @@ mod tests {
             status: "stopped",
             status_detail: Some("user".into()),
             instance_id: Some("lvps-0011".into()),
-            instance_status: Some("active".into()),
+            instance_status: Some("ACTIVE".into()),
             vps_ssh: Some("127.0.0.1:32768".into()),
             container_ssh: None,
             image: Some("mngr-local/host:0123456789abcdef".into()),
