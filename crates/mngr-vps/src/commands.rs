@@ -8,7 +8,7 @@ use clap::CommandFactory;
 use docker_ssh::{ExecIo, ExitStatus, OutputStream};
 use local_vps::LocalVpsClient;
 use local_vps_images::Image;
-use vps_docker_provider::{Cancel, CreateHostRequest, StopReason, VpsDockerProvider};
+use vps_docker_provider::{Cancel, CreateHostRequest, Host, StopReason, VpsDockerProvider};
 use vps_primitives::{HostId, HostName};
 
 use crate::backend::{self, Images};
@@ -93,6 +93,13 @@ async fn open(
     Ok((resolved, provider))
 }
 
+/// A handle to the running host NAME (no progress output: stdout is the command's).
+async fn connect(env: &Env, flag: Option<&str>, name: &str) -> Result<Host, CliError> {
+    check_name_or_id(name)?;
+    let (_, provider) = open(env, flag, &Reporter::new(Mode::Quiet)).await?;
+    Ok(provider.connect(name).await?)
+}
+
 /// `--provider X ` for the hints, when it is not the default instance.
 fn provider_hint(resolved: &Resolved) -> String {
     if resolved.provider.as_str() == settings::DEFAULT_PROVIDER {
@@ -127,7 +134,8 @@ async fn create(env: &Env, flag: Option<&str>, args: CreateArgs) -> Result<u8, C
     let on_signal = reporter.clone();
     let watcher = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.line("interrupted: rolling back what was made so far");
+            on_signal.line("interrupted (Ctrl-C)");
+            on_signal.activity("rolling back what was made so far");
             handle.cancel();
             // Further Ctrl-Cs must not kill the rollback.
             while tokio::signal::ctrl_c().await.is_ok() {
@@ -204,10 +212,7 @@ async fn exec(
     name: &str,
     command: Vec<String>,
 ) -> Result<u8, CliError> {
-    check_name_or_id(name)?;
-    let reporter = Reporter::new(Mode::Quiet);
-    let (_, provider) = open(env, flag, &reporter).await?;
-    let host = provider.connect(name).await?;
+    let host = connect(env, flag, name).await?;
     let mut stdout = tokio::io::stdout();
     let mut on_line = |stream: OutputStream, line: &str| {
         if stream == OutputStream::Stderr {
@@ -256,10 +261,7 @@ async fn ssh(
     command: Vec<String>,
 ) -> Result<u8, CliError> {
     use std::os::unix::process::CommandExt;
-    check_name_or_id(name)?;
-    let reporter = Reporter::new(Mode::Quiet);
-    let (_, provider) = open(env, flag, &reporter).await?;
-    let host = provider.connect(name).await?;
+    let host = connect(env, flag, name).await?;
     let mut argv = host.ssh_argv(&command);
     if !std::io::stdin().is_terminal() {
         // No terminal to give the remote command: say so to OpenSSH instead of its warning.

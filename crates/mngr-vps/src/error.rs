@@ -101,4 +101,26 @@ mod tests {
         };
         assert_eq!(CliError::from(wrong).exit_code(), code::FAILED);
     }
+
+    #[test]
+    fn a_cancelled_create_exits_130_and_says_it_rolled_back() {
+        let cancelled = ProviderError::Create {
+            name: vps_primitives::HostName::parse("a").expect("name"),
+            id: vps_primitives::HostId::generate(),
+            step: vps_docker_provider::Step::WaitActive,
+            source: StepError::Cancelled,
+            rollback_failures: Vec::new(),
+        };
+        let e = CliError::from(cancelled);
+        assert_eq!(e.exit_code(), code::INTERRUPTED);
+        assert!(e.to_string().contains("rolled back"), "{e}");
+        let failed = ProviderError::Create {
+            name: vps_primitives::HostName::parse("a").expect("name"),
+            id: vps_primitives::HostId::generate(),
+            step: vps_docker_provider::Step::WaitActive,
+            source: StepError::Check("no".into()),
+            rollback_failures: Vec::new(),
+        };
+        assert_eq!(CliError::from(failed).exit_code(), code::FAILED);
+    }
 }
