@@ -584,7 +584,7 @@ impl VpsDockerProvider {
         let found =
             futures::future::join_all(instances.iter().map(|i| self.inspect_instance(i))).await;
         let mut hosts: Vec<HostInfo> = found.into_iter().flatten().map(|f| f.info).collect();
-        hosts.sort_by(|a, b| a.display_name().cmp(&b.display_name()));
+        hosts.sort_by_key(|a| a.display_name());
         Ok(hosts)
     }
 
