@@ -1,6 +1,61 @@
-//! The `mngr-vps` command line. Not written yet: it comes after `vps-docker-provider`.
+//! `mngr-vps`: the command line of the toolkit. It creates, lists, enters, stops, starts
+//! and destroys hosts (one VPS, one Docker container) on a provider instance: `local`
+//! (containers on this machine's Docker engine, the default), `vultr`, or one defined in
+//! `config.toml`.
+//!
+//! Modules: [`cli`] (clap definitions), [`settings`] (directories, config file and provider
+//! resolution with the origin of every value; pure), [`backend`] (building the provider
+//! instance), [`commands`] (the verbs), [`output`] (JSON shape and tables; pure),
+//! [`progress`] (spinner, plain lines, or nothing), [`error`] (exit codes).
 
-fn main() {
-    eprintln!("mngr-vps: the command line is not built yet; see the README for what works today");
-    std::process::exit(2);
+mod backend;
+mod cli;
+mod commands;
+mod error;
+mod output;
+mod progress;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mngr-vps: error: cannot start the async runtime: {e}");
+            return ExitCode::from(error::code::FAILED);
+        }
+    };
+    let result = runtime.block_on(commands::run(cli));
+    // Do not wait for lingering connection tasks.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mngr-vps: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `-v` info, `-vv` debug, to stderr; `RUST_LOG` refines it when set.
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => return,
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
