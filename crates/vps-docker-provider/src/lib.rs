@@ -54,6 +54,9 @@
 //! # Ok(()) }
 //! ```
 
+mod agents;
+mod build;
+mod cleanup;
 mod config;
 mod error;
 mod host;
@@ -62,8 +65,14 @@ pub mod plan;
 mod provider;
 mod rollback;
 mod step;
+mod tags;
 mod transfer;
 
+pub use build::{
+    BuildPlan, DockerBuildArgs, VALUE_FLAGS, build_tag, check_build, parse_docker_build_args,
+    plan_build, remote_build_dir,
+};
+pub use cleanup::{CleanupReport, Leak, LeakKind, key_host, snapshot_host};
 pub use config::{
     Builder, ConfigError, DEFAULT_CONTAINER_PACKAGES, KNOWN_KEYS, VpsDockerProviderConfig,
 };
@@ -75,6 +84,7 @@ pub use provider::{
     parse_build_args,
 };
 pub use step::{Cancel, CancelHandle, NoProgress, Phases, Progress, Step};
+pub use tags::TagChange;
 
 /// Compiles the README's example as a doc test, so it cannot rot.
 #[doc = include_str!("../README.md")]
