@@ -1,20 +1,9 @@
 //! Leak cleanup: what this provider instance made and no host accounts for.
 //!
 //! [`VpsDockerProvider::find_leaks`] only lists; [`VpsDockerProvider::delete_leaks`]
-//! deletes what it is given and reports each deletion. What counts as a leak:
+//! deletes what it is given and reports each deletion.
 //!
-//! | leak | rule |
-//! |---|---|
-//! | instance | tagged `mngr-provider=<this provider>` and `mngr-host-id=<id>`, **active**, its VPS answered with this machine's pinned keys, and it holds no record of the host (no state container, or no record in it): a create that failed or was killed before `write-record`. Its age is that of the host's keys on this machine (generated first, before the instance was ordered); it must be at least the threshold |
-//! | uploaded SSH key | named `mngr-<provider>-<host id>`, and the host exists no more (see below); its age is that of the host's local keys if this machine has them, else it counts as old |
-//! | local key directory (keys and pins) | `hosts/<host id>/` in the key directory, the host exists no more, and the keys are older than the threshold |
-//! | provider snapshot | its description carries `mngr-provider=<this provider>` and `mngr-host-id=<id>`, the host runs on an instance whose record does not mention the snapshot (a wake that failed to delete it), and it is older than the threshold |
-//!
-//! A host **exists** if an instance carries its id and is not itself a leak, or a provider
-//! snapshot carries its id (a hibernated host has no instance: its snapshot is the host).
-//! What cannot be judged is never a leak: an instance whose VPS does not answer, one
-//! this machine has no keys for (another machine's host), one that is pending, halted or
-//! being destroyed, a snapshot without a readable creation time.
+//! The rules are on [`VpsDockerProvider::find_leaks`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -268,8 +257,21 @@ fn decide(seen: Seen<'_>) -> Vec<Leak> {
 }
 
 impl VpsDockerProvider {
-    /// Lists what this provider instance made that no host accounts for (see the module
-    /// docs for the rules), only things at least `older_than` old. Deletes nothing.
+    /// Lists what this provider instance made and no host accounts for, only things at
+    /// least `older_than` old. Deletes nothing.
+    ///
+    /// | leak | rule |
+    /// |---|---|
+    /// | instance | tagged `mngr-provider=<this provider>` and `mngr-host-id=<id>`, **active**, its VPS answered with this machine's pinned keys, and it holds no record of the host (no state container, or no record in it): a create that failed or was killed before `write-record`. Its age is that of the host's keys on this machine (generated first, before the instance was ordered); it must be at least the threshold |
+    /// | uploaded SSH key | named `mngr-<provider>-<host id>`, and the host exists no more (see below); its age is that of the host's local keys if this machine has them, else it counts as old |
+    /// | local key directory (keys and pins) | `hosts/<host id>/` in the key directory, the host exists no more, and the keys are older than the threshold |
+    /// | provider snapshot | its description carries `mngr-provider=<this provider>` and `mngr-host-id=<id>`, the host runs on an instance whose record does not mention the snapshot (a wake that failed to delete it), and it is older than the threshold |
+    ///
+    /// A host **exists** if an instance carries its id and is not itself a leak, or a provider
+    /// snapshot carries its id (a hibernated host has no instance: its snapshot is the host).
+    /// What cannot be judged is never a leak: an instance whose VPS does not answer, one
+    /// this machine has no keys for (another machine's host), one that is pending, halted or
+    /// being destroyed, a snapshot without a readable creation time.
     pub async fn find_leaks(&self, older_than: Duration) -> Result<Vec<Leak>, ProviderError> {
         let client = &self.inner.client;
         let api = |what: &'static str| {

@@ -42,21 +42,11 @@ impl Bed {
     /// A second provider value on the same account and key directory, as another process
     /// would make.
     pub fn fresh(&self) -> VpsDockerProvider {
-        let client = Arc::new(
-            LocalVpsClient::new(
-                LocalVpsConfig::default()
-                    .account(self.account.clone())
-                    .label(testbed::RUN_LABEL, testbed::run_id()),
-            )
-            .expect("local client"),
-        );
-        VpsDockerProvider::new(
-            ProviderName::parse("local").expect("name"),
-            client,
-            self.provider.config().clone(),
+        provider_on(
+            &self.account,
             self.keys.path(),
+            self.provider.config().clone(),
         )
-        .expect("provider")
     }
 
     fn on(
@@ -65,16 +55,7 @@ impl Bed {
         keys: tempfile::TempDir,
         adjust: impl FnOnce(&mut VpsDockerProviderConfig),
     ) -> Self {
-        let image = testbed::image(Image::Host);
-        let mut config = VpsDockerProviderConfig {
-            default_image: image.clone(),
-            state_image: image,
-            ssh_connect_timeout: 60.0,
-            vps_boot_timeout: 240.0,
-            docker_install_timeout: 240.0,
-            discovery_connect_timeout: 5.0,
-            ..VpsDockerProviderConfig::default()
-        };
+        let mut config = test_config();
         adjust(&mut config);
         let provider = VpsDockerProvider::new(
             ProviderName::parse("local").expect("name"),
@@ -109,6 +90,44 @@ impl Bed {
         }
         assert_no_host_dirs(self.keys.path());
     }
+}
+
+/// The provider config of the tests: the local host image, generous timeouts.
+pub fn test_config() -> VpsDockerProviderConfig {
+    let image = testbed::image(Image::Host);
+    VpsDockerProviderConfig {
+        default_image: image.clone(),
+        state_image: image,
+        ssh_connect_timeout: 60.0,
+        vps_boot_timeout: 240.0,
+        docker_install_timeout: 240.0,
+        discovery_connect_timeout: 5.0,
+        ..VpsDockerProviderConfig::default()
+    }
+}
+
+/// A provider value `local` on local-vps account `account` and key directory `keys`, as
+/// another process would make (a fresh client, nothing shared in memory).
+pub fn provider_on(
+    account: &str,
+    keys: &Path,
+    config: VpsDockerProviderConfig,
+) -> VpsDockerProvider {
+    let client = Arc::new(
+        LocalVpsClient::new(
+            LocalVpsConfig::default()
+                .account(account.to_owned())
+                .label(testbed::RUN_LABEL, testbed::run_id()),
+        )
+        .expect("local client"),
+    );
+    VpsDockerProvider::new(
+        ProviderName::parse("local").expect("name"),
+        client,
+        config,
+        keys,
+    )
+    .expect("provider")
 }
 
 impl Drop for Bed {
