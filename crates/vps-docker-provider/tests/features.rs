@@ -314,6 +314,45 @@ async fn bad_build_inputs_are_refused_and_create_nothing() {
     bed.assert_nothing_left();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_build_names_the_image_step_and_leaves_nothing() {
+    let bed = Bed::new();
+    let ctx = tempfile::tempdir().expect("context");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nRUN echo mngr-build-fails-here && exit 3\n",
+            testbed::image(testbed::Image::Host)
+        ),
+    )
+    .expect("write");
+    let mut req = request("broken");
+    req.build_args = vec![ctx.path().to_string_lossy().into_owned()];
+    let lines = Lines::default();
+    let e = bed
+        .provider
+        .create_host(req, &lines, &Cancel::never())
+        .await
+        .expect_err("the build fails");
+    match &e {
+        ProviderError::Create {
+            step,
+            rollback_failures,
+            ..
+        } => {
+            assert_eq!(*step, Step::Image, "{e}");
+            assert!(rollback_failures.is_empty(), "{e}");
+        }
+        other => panic!("not a create error: {other}"),
+    }
+    let output = lines.0.lock().expect("lock").clone();
+    assert!(
+        output.iter().any(|l| l.contains("mngr-build-fails-here")),
+        "the failing build's output reached the caller: {output:#?}"
+    );
+    bed.assert_nothing_left();
+}
+
 /// The child side of the leak test: creates a host on the account and key directory the
 /// parent names, printing a marker once the instance exists; the parent kills it there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
