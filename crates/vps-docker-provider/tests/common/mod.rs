@@ -132,7 +132,9 @@ pub fn provider_on(
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        testbed::remove_labelled(&format!("{ACCOUNT_LABEL}={}", self.account));
+        if let Err(e) = testbed::remove_labelled(ACCOUNT_LABEL, &self.account) {
+            eprintln!("could not remove what account {} left: {e}", self.account);
+        }
     }
 }
 
