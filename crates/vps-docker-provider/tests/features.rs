@@ -438,7 +438,7 @@ async fn leak_cleanup_finds_a_killed_create() {
         .host
         .clone();
     assert!(
-        leaks.iter().all(|l| &l.host == &host),
+        leaks.iter().all(|l| l.host == host),
         "only the killed create leaked: {leaks:#?}"
     );
     let kinds: Vec<&LeakKind> = leaks.iter().map(|l| &l.kind).collect();
