@@ -184,6 +184,17 @@ impl HostKeys {
         })
     }
 
+    /// How long ago the keys were generated (the VPS client key's file time): the first
+    /// thing a create makes, so a create that made anything started at least this long
+    /// ago. `None` if there are no keys.
+    pub fn age(&self) -> Option<std::time::Duration> {
+        let modified = fs::metadata(self.dir.join(VPS_CLIENT))
+            .ok()?
+            .modified()
+            .ok()?;
+        Some(modified.elapsed().unwrap_or_default())
+    }
+
     /// The container client key's file (for OpenSSH's `-i`).
     pub fn container_client_key_path(&self) -> PathBuf {
         self.dir.join(CONTAINER_CLIENT)

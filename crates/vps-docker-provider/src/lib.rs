@@ -18,7 +18,7 @@
 //! | `connect-vps` | SSH as root, pinned to the first host key |
 //! | `wait-cloud-init` | `cloud-init status --wait`, the readiness marker and `docker info` |
 //! | `rotate-host-key` | a new host key replaces the user_data's (which stays readable at the metadata endpoint) and is pinned; sshd reloads |
-//! | `image` | the image is on the VPS already, or streamed from this machine (`docker save \| docker load` over the pooled connection), or pulled there |
+//! | `image` | the image is on the VPS already, or streamed from this machine (`docker save \| docker load` over the pooled connection), or pulled there; with `docker build` args it is built there (below) |
 //! | `state-container`, `host-volume` | the state container (records) and the host's volume |
 //! | `container` | `docker create` (sshd published on the VPS's `container_ssh_port`, volume at `/mngr-vol`, labels, restart `on-failure` (see the README), start args after the defaults), the container's sshd config, keys, entrypoint and idle watcher copied in, `docker start` |
 //! | `container-setup` | packages the image lacks are installed (with a warning naming them); sshd started |
@@ -69,6 +69,41 @@
 //! and creates nothing. The uploaded SSH key stays registered while the host sleeps; the
 //! host's keys and pins on this machine are needed to wake it. Destroying a hibernated
 //! host deletes its snapshots, its uploaded key and its local keys.
+//! # Building the image
+//!
+//! Build args other than `--vps-region=`, `--vps-plan=` and `--vps-os=` (any other `--vps-`
+//! arg is an error naming it) go to `docker build` on the VPS ([`plan_build`]). The last
+//! positional arg is the local build context, a directory; `-f X`, `-f=X`, `--file X` and
+//! `--file=X` name the Dockerfile, resolved inside the context (default `Dockerfile`); the
+//! values of `docker build`'s value-taking flags ([`VALUE_FLAGS`]) are never taken for the
+//! context. A missing context or Dockerfile is refused before anything is created. In the
+//! `image` step the context is uploaded as one tar stream honouring its `.dockerignore`
+//! (the Dockerfile is always sent) to `/tmp/mngr-build-<host id>` on the VPS, built as
+//! `mngr-build-<host id>` with each output line sent to [`Progress::output`], and the
+//! directory is removed afterwards, also after a failed build. The built image is the
+//! container's; a `--image` given with a build is only made present on the VPS (copied
+//! from here, never pulled if it is here), so the Dockerfile can build `FROM` it.
+//!
+//! # Tags, rename, agent data
+//!
+//! User tags ([`VpsDockerProvider::get_tags`], `set_tags`, `add_tags`, `remove_tags`) and
+//! names ([`VpsDockerProvider::rename_host`]) are changed in the host record, the source of
+//! truth that every process reads. Docker cannot relabel a container, so its
+//! `com.imbue.mngr.tags` and `com.imbue.mngr.host-name` labels keep their create-time
+//! values (nothing reads them back). A rename also renames the container (`docker
+//! rename`); the instance's label keeps the old name, as [`vps_client::VpsClient`] has no
+//! call to relabel an instance, and lookup by name falls back to the records. Agent records
+//! ([`VpsDockerProvider::persist_agent`], `list_agents`, `remove_agent`) live in the state
+//! container, so they are readable and writable while the host's container is stopped.
+//!
+//! # Leak cleanup
+//!
+//! [`VpsDockerProvider::find_leaks`] lists what this provider instance made and no host
+//! accounts for: instances without a host record (a failed or killed create), uploaded SSH
+//! keys, local key directories and provider snapshots of hosts that exist no more, each at
+//! least a threshold old; [`VpsDockerProvider::delete_leaks`] deletes what it is given and
+//! reports each deletion. Listing never deletes. The rules (what is never judged a leak,
+//! how ages are known) are on [`VpsDockerProvider::find_leaks`].
 //!
 //! # Example
 //!
@@ -98,6 +133,9 @@
 //! # Ok(()) }
 //! ```
 
+mod agents;
+mod build;
+mod cleanup;
 mod config;
 mod error;
 mod hibernate;
@@ -108,8 +146,14 @@ mod provider;
 mod rollback;
 mod snapshot;
 mod step;
+mod tags;
 mod transfer;
 
+pub use build::{
+    BuildPlan, DockerBuildArgs, VALUE_FLAGS, build_tag, check_build, parse_docker_build_args,
+    plan_build, remote_build_dir,
+};
+pub use cleanup::{CleanupReport, Leak, LeakKind, key_host, snapshot_host};
 pub use config::{
     Builder, ConfigError, DEFAULT_CONTAINER_PACKAGES, KNOWN_KEYS, VpsDockerProviderConfig,
 };
@@ -126,6 +170,7 @@ pub use snapshot::{
     restore_volume_script,
 };
 pub use step::{Cancel, CancelHandle, NoProgress, Phases, Progress, Step};
+pub use tags::TagChange;
 
 /// Compiles the README's example as a doc test, so it cannot rot.
 #[doc = include_str!("../README.md")]

@@ -45,7 +45,9 @@ pub struct CreateHostRequest {
     pub image: Option<String>,
     /// User tags.
     pub tags: BTreeMap<String, String>,
-    /// Build args: `--vps-region=`, `--vps-plan=`, `--vps-os=` choose the VPS.
+    /// Build args: `--vps-region=`, `--vps-plan=`, `--vps-os=` choose the VPS; any others
+    /// go to `docker build` on the VPS, whose last positional arg is the local build
+    /// context (see the crate docs, "Building the image").
     pub build_args: Vec<String>,
     /// `docker run` arguments, after the config's `default_start_args`.
     pub start_args: Vec<String>,
@@ -272,11 +274,7 @@ impl VpsDockerProvider {
             .unwrap_or_else(|| config.default_image.clone());
         check_image_name("--image", &image)?;
         let (vps, docker_build_args) = parse_build_args(&request.build_args, config)?;
-        if !docker_build_args.is_empty() {
-            return Err(ProviderError::InvalidInput(format!(
-                "building the image on the VPS (build args {docker_build_args:?}) is not supported by this version; build it here and pass --image"
-            )));
-        }
+        let build = crate::build::plan_build(&docker_build_args)?;
         if request.max_host_age == Some(0) {
             return Err(ProviderError::InvalidInput(
                 "the maximum host age must be at least 1 second".into(),
@@ -287,13 +285,7 @@ impl VpsDockerProvider {
                 "the idle timeout must be at least 1 second (use idle mode DISABLED to never idle out)".into(),
             ));
         }
-        for key in request.tags.keys() {
-            if key.is_empty() || key.chars().any(|c| c.is_control() || c == '=') {
-                return Err(ProviderError::InvalidInput(format!(
-                    "tag key {key:?} must be non-empty, without `=` or control characters"
-                )));
-            }
-        }
+        crate::tags::check_tag_keys(request.tags.keys())?;
         if let Some(existing) = self.find_by_name(&request.name).await? {
             return Err(ProviderError::NameTaken {
                 name: request.name.clone(),
@@ -315,6 +307,12 @@ impl VpsDockerProvider {
         }
 
         let id = HostId::generate();
+        // A built image is tagged after the host; `image` (if given) is only made present
+        // on the VPS, for the Dockerfile to build FROM.
+        let image = match &build {
+            Some(_) => crate::build::build_tag(&id),
+            None => image,
+        };
         tracing::info!(host = %request.name, %id, provider = %self.inner.name, "creating host");
         let mut rollback = Rollback::default();
         let mut phases = Phases::default();
@@ -324,6 +322,7 @@ impl VpsDockerProvider {
             image: &image,
             vps: &vps,
             origin: origin.as_ref(),
+            build: build.as_ref(),
         };
         let result = self
             .create_steps(&plan, &mut rollback, &mut phases, progress, cancel)
@@ -426,19 +425,29 @@ impl VpsDockerProvider {
         let docker = Docker::new(vps_exec.clone());
 
         step!(Step::Image, async {
-            match plan.origin {
-                Some(origin) if !docker.image_exists(plan.image).await? => {
-                    progress.output(
-                        Step::Image,
-                        &format!("copying snapshot {} from its host's VPS", plan.image),
-                    );
-                    crate::transfer::copy_image(&origin.docker, &docker, plan.image).await?;
+            ensure_image(&docker, &config.state_image, Step::Image, progress).await?;
+            match (plan.origin, plan.build) {
+                (Some(origin), _) => {
+                    if !docker.image_exists(plan.image).await? {
+                        progress.output(
+                            Step::Image,
+                            &format!("copying snapshot {} from its host's VPS", plan.image),
+                        );
+                        crate::transfer::copy_image(&origin.docker, &docker, plan.image).await?;
+                    }
                 }
-                Some(_) => {}
-                None => ensure_image(&docker, plan.image, Step::Image, progress).await?,
-            }
-            if config.state_image != plan.image {
-                ensure_image(&docker, &config.state_image, Step::Image, progress).await?;
+                (None, Some(build)) => {
+                    if let Some(base) = &plan.request.image
+                        && *base != config.state_image
+                    {
+                        ensure_image(&docker, base, Step::Image, progress).await?;
+                    }
+                    crate::build::build_on_vps(&docker, build, id, plan.image, progress).await?;
+                }
+                (None, None) if config.state_image != plan.image => {
+                    ensure_image(&docker, plan.image, Step::Image, progress).await?;
+                }
+                (None, None) => {}
             }
             Ok(())
         });
@@ -806,7 +815,14 @@ impl VpsDockerProvider {
                 return Ok(Some(found));
             }
         }
-        Ok(None)
+        // A renamed host keeps its old instance label (no provider API relabels): the
+        // records of the other instances say the current names.
+        let others = instances.iter().filter(|i| i.label != label);
+        let seen = futures::future::join_all(others.map(|i| self.inspect_instance(i))).await;
+        Ok(seen
+            .into_iter()
+            .flatten()
+            .find(|f| f.info.record.is_some() && f.info.name.as_ref() == Some(name)))
     }
 
     /// What is seen of the host on `instance`; `None` if the instance is not a host of ours.
@@ -1274,6 +1290,7 @@ struct CreatePlan<'a> {
     image: &'a str,
     vps: &'a VpsChoice,
     origin: Option<&'a SnapshotOrigin>,
+    build: Option<&'a crate::build::BuildPlan>,
 }
 
 pub(crate) fn record_container(record: &HostRecord) -> String {

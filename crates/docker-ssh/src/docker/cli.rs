@@ -926,6 +926,14 @@ impl DockerCli {
         guarded(self.cmd(a, DEFAULT_TIMEOUT), &[(Arg::Container, container)])
     }
 
+    /// `docker rename OLD NEW` (works on a running container).
+    pub fn rename(&self, container: &str, new_name: &str) -> Command {
+        self.cmd(
+            vec!["rename".into(), container.into(), new_name.into()],
+            DEFAULT_TIMEOUT,
+        )
+    }
+
     /// `docker volume create [--label K=V]… NAME`.
     pub fn volume_create(&self, name: &str, labels: &[(String, String)]) -> Command {
         let mut a: Vec<String> = vec!["volume".into(), "create".into()];

@@ -230,6 +230,13 @@ impl Docker {
             .is_some())
     }
 
+    /// `docker rename`: gives a container (running or not) a new name.
+    pub async fn rename(&self, container: &str, new_name: &str) -> Result<(), DockerError> {
+        self.checked(&self.cli.rename(container, new_name))
+            .await
+            .map(drop)
+    }
+
     /// `docker volume create` with labels.
     pub async fn volume_create(
         &self,

@@ -217,6 +217,12 @@ fn lifecycle_commands() {
 }
 
 #[test]
+fn rename_takes_the_old_and_the_new_name() {
+    let cmd = cli().rename("mngr-old", "mngr-new name");
+    assert_eq!(cmd.command_line(), "docker rename mngr-old 'mngr-new name'");
+}
+
+#[test]
 fn volume_commands() {
     let c = cli();
     let labels = vec![("com.imbue.mngr.host-id".to_owned(), "host-1".to_owned())];

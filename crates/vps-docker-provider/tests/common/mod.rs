@@ -42,21 +42,11 @@ impl Bed {
     /// A second provider value on the same account and key directory, as another process
     /// would make.
     pub fn fresh(&self) -> VpsDockerProvider {
-        let client = Arc::new(
-            LocalVpsClient::new(
-                LocalVpsConfig::default()
-                    .account(self.account.clone())
-                    .label(testbed::RUN_LABEL, testbed::run_id()),
-            )
-            .expect("local client"),
-        );
-        VpsDockerProvider::new(
-            ProviderName::parse("local").expect("name"),
-            client,
-            self.provider.config().clone(),
+        provider_on(
+            &self.account,
             self.keys.path(),
+            self.provider.config().clone(),
         )
-        .expect("provider")
     }
 
     fn on(
@@ -65,19 +55,7 @@ impl Bed {
         keys: tempfile::TempDir,
         adjust: impl FnOnce(&mut VpsDockerProviderConfig),
     ) -> Self {
-        let image = testbed::image(Image::Host);
-        let mut config = VpsDockerProviderConfig {
-            default_image: image.clone(),
-            state_image: image,
-            ssh_connect_timeout: 60.0,
-            vps_boot_timeout: 240.0,
-            docker_install_timeout: 240.0,
-            discovery_connect_timeout: 5.0,
-            // Debian 12 with Docker installed, as a cloud's Docker image (the fresh
-            // image installs docker.io at first boot, which takes longer).
-            default_os_id: local_vps::LocalOs::DOCKER_READY_ID.0,
-            ..VpsDockerProviderConfig::default()
-        };
+        let mut config = test_config();
         adjust(&mut config);
         let provider = VpsDockerProvider::new(
             ProviderName::parse("local").expect("name"),
@@ -114,10 +92,51 @@ impl Bed {
     }
 }
 
+/// The provider config of the tests: the local host image, generous timeouts.
+pub fn test_config() -> VpsDockerProviderConfig {
+    let image = testbed::image(Image::Host);
+    VpsDockerProviderConfig {
+        default_image: image.clone(),
+        state_image: image,
+        ssh_connect_timeout: 60.0,
+        vps_boot_timeout: 240.0,
+        docker_install_timeout: 240.0,
+        discovery_connect_timeout: 5.0,
+        // Debian 12 with Docker installed, as a cloud's Docker image (the fresh image
+        // installs docker.io at first boot, which takes longer).
+        default_os_id: local_vps::LocalOs::DOCKER_READY_ID.0,
+        ..VpsDockerProviderConfig::default()
+    }
+}
+
+/// A provider value `local` on local-vps account `account` and key directory `keys`, as
+/// another process would make (a fresh client, nothing shared in memory).
+pub fn provider_on(
+    account: &str,
+    keys: &Path,
+    config: VpsDockerProviderConfig,
+) -> VpsDockerProvider {
+    let client = Arc::new(
+        LocalVpsClient::new(
+            LocalVpsConfig::default()
+                .account(account.to_owned())
+                .label(testbed::RUN_LABEL, testbed::run_id()),
+        )
+        .expect("local client"),
+    );
+    VpsDockerProvider::new(
+        ProviderName::parse("local").expect("name"),
+        client,
+        config,
+        keys,
+    )
+    .expect("provider")
+}
+
 impl Drop for Bed {
     fn drop(&mut self) {
         if let Err(e) = testbed::remove_labelled(ACCOUNT_LABEL, &self.account) {
-            eprintln!("cleanup of account {}: {e}", self.account);
+            eprintln!("could not remove what account {} left: {e}", self.account);
         }
     }
 }
