@@ -3,7 +3,8 @@
 //! Every other crate speaks in these types instead of `String`s, so a value that reaches a
 //! remote shell, a Docker object name, a cloud label or a URL has been checked once, here.
 //! It also holds the toolkit's one shell-quoting function, [`quote`], since names and
-//! generated scripts both end up in shells. This crate does no I/O.
+//! generated scripts both end up in shells, and its one retry-delay schedule, [`Backoff`]
+//! (the callers sleep; this crate only computes the pauses). This crate does no I/O.
 //!
 //! ```
 //! use vps_primitives::{HostId, HostName, Tag, VpsInstanceStatus, vps_label};
@@ -20,6 +21,7 @@
 //! # Ok::<(), vps_primitives::InvalidValue>(())
 //! ```
 
+mod backoff;
 mod error;
 mod ids;
 mod macros;
@@ -28,6 +30,7 @@ mod shell;
 mod status;
 mod tags;
 
+pub use backoff::{Backoff, Delays};
 pub use error::InvalidValue;
 pub use ids::{AgentId, HostId};
 pub use names::{HostName, OsId, PlanId, RegionId, SshKeyId, VpsInstanceId, VpsSnapshotId};
