@@ -120,9 +120,14 @@ impl Server {
     pub(crate) fn describe(&self) -> String {
         format!(
             "status={} locked={} ipv4={}",
-            if self.status.is_empty() { "-" } else { &self.status },
+            if self.status.is_empty() {
+                "-"
+            } else {
+                &self.status
+            },
             self.locked,
-            self.address().map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+            self.address()
+                .map_or_else(|| "-".to_owned(), |ip| ip.to_string())
         )
     }
 
@@ -331,7 +336,9 @@ impl FirewallRule {
         self.direction == "in"
             && self.protocol == "tcp"
             && covers
-            && ANYWHERE.iter().all(|a| self.source_ips.iter().any(|s| s == a))
+            && ANYWHERE
+                .iter()
+                .all(|a| self.source_ips.iter().any(|s| s == a))
     }
 }
 
@@ -369,7 +376,11 @@ mod tests {
             ("", ip, Done, Unknown),
         ];
         for (status, ip, create, want) in table {
-            assert_eq!(server(status, ip).status(create), want, "{status} {ip:?} {create:?}");
+            assert_eq!(
+                server(status, ip).status(create),
+                want,
+                "{status} {ip:?} {create:?}"
+            );
         }
         let info = server("running", ip).into_info(Done).expect("info");
         assert_eq!(info.id.as_str(), "42");
@@ -388,9 +399,10 @@ mod tests {
         let text = action.failure().expect("failed").to_string();
         assert!(text.contains("create_image"), "{text}");
         assert!(text.contains("action_failed: Action failed"), "{text}");
-        let ok: Action =
-            serde_json::from_value(json!({"id": 8, "command": "x", "status": "success", "error": null}))
-                .expect("action");
+        let ok: Action = serde_json::from_value(
+            json!({"id": 8, "command": "x", "status": "success", "error": null}),
+        )
+        .expect("action");
         assert!(ok.failure().is_none());
         let running: Action =
             serde_json::from_value(json!({"id": 9, "status": "running"})).expect("action");

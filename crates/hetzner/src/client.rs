@@ -325,7 +325,8 @@ impl HetznerClient {
                     .into_iter()
                     .map(FirewallRule::tcp_in_from_anywhere)
                     .collect();
-                let body = json!({ "name": name, "rules": rules, "labels": {"mngr-managed": "true"} });
+                let body =
+                    json!({ "name": name, "rules": rules, "labels": {"mngr-managed": "true"} });
                 let answer = self
                     .http
                     .send(Method::POST, "/firewalls", &[], Some(&body))
@@ -345,7 +346,12 @@ impl HetznerClient {
         if !absent.is_empty() {
             // `set_rules` replaces the whole set: keep every rule that is there.
             let mut rules = firewall.rules.clone();
-            rules.extend(absent.iter().copied().map(FirewallRule::tcp_in_from_anywhere));
+            rules.extend(
+                absent
+                    .iter()
+                    .copied()
+                    .map(FirewallRule::tcp_in_from_anywhere),
+            );
             let path = format!("/firewalls/{}/actions/set_rules", firewall.id);
             let answer = self
                 .http
@@ -608,13 +614,15 @@ impl VpsClient for HetznerClient {
         {
             Ok(answer) => answer.field::<SshKey>("ssh_key", "/ssh_keys")?,
             // The same key may be registered once per Project, under one name. Reuse it.
-            Err(e) if e.code() == Some("uniqueness_error") => match self.find_key(public_key).await? {
-                Some(existing) => {
-                    tracing::info!(key = existing.id, existing_name = %existing.name, name, "SSH key already registered with Hetzner; reusing it");
-                    existing
+            Err(e) if e.code() == Some("uniqueness_error") => {
+                match self.find_key(public_key).await? {
+                    Some(existing) => {
+                        tracing::info!(key = existing.id, existing_name = %existing.name, name, "SSH key already registered with Hetzner; reusing it");
+                        existing
+                    }
+                    None => return Err(e.into()),
                 }
-                None => return Err(e.into()),
-            },
+            }
             // The upload may have been carried out: if the key is there now, it is ours.
             Err(e @ CallError::OutcomeUnknown { .. }) => match self.find_key(public_key).await {
                 Ok(Some(existing)) => existing,
@@ -673,11 +681,23 @@ mod tests {
         let got = |c: Option<&ApiToken>, e: Option<&str>| {
             resolve_token(c, e.map(str::to_owned)).map(|t| t.expose().to_owned())
         };
-        assert_eq!(got(Some(&from_config), Some("env")).ok().as_deref(), Some("from-config"));
+        assert_eq!(
+            got(Some(&from_config), Some("env")).ok().as_deref(),
+            Some("from-config")
+        );
         assert_eq!(got(None, Some("env\n")).ok().as_deref(), Some("env"));
-        assert_eq!(got(Some(&ApiToken::new("")), Some("env")).ok().as_deref(), Some("env"));
-        assert!(matches!(got(None, None), Err(HetznerError::MissingApiToken)));
-        assert!(matches!(got(None, Some("  ")), Err(HetznerError::MissingApiToken)));
+        assert_eq!(
+            got(Some(&ApiToken::new("")), Some("env")).ok().as_deref(),
+            Some("env")
+        );
+        assert!(matches!(
+            got(None, None),
+            Err(HetznerError::MissingApiToken)
+        ));
+        assert!(matches!(
+            got(None, Some("  ")),
+            Err(HetznerError::MissingApiToken)
+        ));
     }
 
     #[test]
@@ -685,7 +705,10 @@ mod tests {
         let err = HetznerClient::build(HetznerConfig::default(), None).expect_err("no token");
         assert!(matches!(err, HetznerError::MissingApiToken));
         assert!(err.to_string().contains("HCLOUD_TOKEN"));
-        assert!(matches!(VpsClientError::from(err), VpsClientError::Config(_)));
+        assert!(matches!(
+            VpsClientError::from(err),
+            VpsClientError::Config(_)
+        ));
     }
 
     #[test]

@@ -239,47 +239,53 @@ impl Http {
         loop {
             attempt += 1;
             tracing::debug!(%method, path, attempt, "Hetzner API request");
-            let (failure, rate_limit, error) =
-                match self.attempt(method.clone(), url.clone(), body.clone()).await {
-                    Ok(reply) if reply.status.is_success() => {
-                        tracing::trace!(%method, path, status = reply.status.as_u16(), "Hetzner API answer");
-                        return Ok(Answer { body: reply.body });
-                    }
-                    Ok(reply) => {
-                        let (code, message) = error_message(reply.status, &reply.body);
-                        (
-                            AttemptFailure::Status {
-                                status: reply.status.as_u16(),
-                                code: (!code.is_empty()).then(|| code.clone()),
-                            },
-                            reply.rate_limit,
-                            CallError::Status {
-                                call: call.clone(),
-                                status: reply.status.as_u16(),
-                                code,
-                                message,
-                                attempts: attempt,
-                            },
-                        )
-                    }
-                    Err(e) => (
-                        if e.is_connect() {
-                            AttemptFailure::Connect
-                        } else {
-                            AttemptFailure::AfterSend
+            let (failure, rate_limit, error) = match self
+                .attempt(method.clone(), url.clone(), body.clone())
+                .await
+            {
+                Ok(reply) if reply.status.is_success() => {
+                    tracing::trace!(%method, path, status = reply.status.as_u16(), "Hetzner API answer");
+                    return Ok(Answer { body: reply.body });
+                }
+                Ok(reply) => {
+                    let (code, message) = error_message(reply.status, &reply.body);
+                    (
+                        AttemptFailure::Status {
+                            status: reply.status.as_u16(),
+                            code: (!code.is_empty()).then(|| code.clone()),
                         },
-                        RateLimit::default(),
-                        CallError::Transport {
+                        reply.rate_limit,
+                        CallError::Status {
                             call: call.clone(),
-                            message: error_chain(&e),
+                            status: reply.status.as_u16(),
+                            code,
+                            message,
                             attempts: attempt,
                         },
-                    ),
-                };
+                    )
+                }
+                Err(e) => (
+                    if e.is_connect() {
+                        AttemptFailure::Connect
+                    } else {
+                        AttemptFailure::AfterSend
+                    },
+                    RateLimit::default(),
+                    CallError::Transport {
+                        call: call.clone(),
+                        message: error_chain(&e),
+                        attempts: attempt,
+                    },
+                ),
+            };
             let verdict = classify(&failure, idempotency);
             let reason = describe(&error);
             let Some(pause) = retrier.pause(verdict, &rate_limit) else {
-                if verdict == (Verdict::Stop { may_have_acted: true }) {
+                if verdict
+                    == (Verdict::Stop {
+                        may_have_acted: true,
+                    })
+                {
                     tracing::warn!(%method, path, attempt, %reason, "Hetzner API request failed after it may have been carried out; not retried");
                     return Err(CallError::OutcomeUnknown {
                         call,
@@ -347,14 +353,17 @@ impl Http {
             let mut value = parse_json(&answer.body, &call)?;
             let page_items: Vec<T> = take_field(&mut value, field, &call)?;
             let meta: Meta = match value.get_mut("meta").map(serde_json::Value::take) {
-                Some(meta) => serde_json::from_value(meta).map_err(|e| {
-                    VpsClientError::InvalidResponse(format!("{call}: `meta`: {e}"))
-                })?,
+                Some(meta) => serde_json::from_value(meta)
+                    .map_err(|e| VpsClientError::InvalidResponse(format!("{call}: `meta`: {e}")))?,
                 None => Meta::default(),
             };
             tracing::trace!(path, page, items = page_items.len(), "Hetzner API page");
             items.extend(page_items);
-            match meta.pagination.and_then(|p| p.next_page).filter(|n| *n != 0) {
+            match meta
+                .pagination
+                .and_then(|p| p.next_page)
+                .filter(|n| *n != 0)
+            {
                 None => return Ok(items),
                 Some(next) if next <= page => {
                     return Err(VpsClientError::InvalidResponse(format!(
@@ -557,7 +566,10 @@ mod tests {
         assert_eq!(code, "rate_limit_exceeded");
         assert!(message.contains("3600"));
         let (code, message) = error_message(StatusCode::BAD_GATEWAY, b"<html>bad\ngateway</html>");
-        assert_eq!((code.as_str(), message.as_str()), ("", "<html>bad\\ngateway</html>"));
+        assert_eq!(
+            (code.as_str(), message.as_str()),
+            ("", "<html>bad\\ngateway</html>")
+        );
         let (_, message) = error_message(StatusCode::SERVICE_UNAVAILABLE, b"");
         assert_eq!(message, "Service Unavailable");
         let (_, message) = error_message(StatusCode::TEMPORARY_REDIRECT, b"");
@@ -589,7 +601,10 @@ mod tests {
             call: "POST /servers".to_owned(),
             message: "HTTP 500: server_error: boom".to_owned(),
         });
-        assert!(matches!(&unknown, VpsClientError::OutcomeUnknown { .. }), "{unknown}");
+        assert!(
+            matches!(&unknown, VpsClientError::OutcomeUnknown { .. }),
+            "{unknown}"
+        );
         assert!(!unknown.is_transient());
         assert!(status(404, "not_found").is_not_found());
         assert_eq!(status(423, "locked").code(), Some("locked"));

@@ -129,13 +129,15 @@ mod tests {
             selector_for(&provider).as_deref(),
             Some("mngr-provider==hetzner")
         );
-        let labels = labels_for(&[provider.clone(), tag("mngr-host-id=host-0123abcd")])
-            .expect("labels");
+        let labels =
+            labels_for(&[provider.clone(), tag("mngr-host-id=host-0123abcd")]).expect("labels");
         assert_eq!(labels["mngr-provider"], "hetzner");
         assert!(has_tag(&labels, &provider));
-        let other: BTreeMap<_, _> =
-            [("mngr-provider".to_owned(), "hetzner-x".to_owned())].into();
-        assert!(!has_tag(&other, &provider), "a prefix of the value is not a match");
+        let other: BTreeMap<_, _> = [("mngr-provider".to_owned(), "hetzner-x".to_owned())].into();
+        assert!(
+            !has_tag(&other, &provider),
+            "a prefix of the value is not a match"
+        );
         assert_eq!(tags_of(&labels).len(), 2);
     }
 

@@ -13,7 +13,7 @@
 //!   actions; the client waits for them and reports one that ends in error with its code
 //!   and message. Readiness needs the create actions done, status `running` and a public
 //!   IPv4 address;
-//! - **retries** in one place ([`retry`](crate) module): 429 (waiting as the `RateLimit-*`
+//! - **retries** in one place (the `retry` module): 429 (waiting as the `RateLimit-*`
 //!   headers say), 503, `conflict`, other 5xx and dropped connections of requests that are
 //!   safe to repeat; a call that meets a `locked` resource waits and retries until
 //!   `lock_timeout_secs`. A `POST` that may have acted is never repeated: it fails with

@@ -194,7 +194,11 @@ mod tests {
         use Idempotency::*;
         let stop = |may_have_acted| Verdict::Stop { may_have_acted };
         let table = [
-            (status(429, "rate_limit_exceeded"), NotIdempotent, Verdict::Retry),
+            (
+                status(429, "rate_limit_exceeded"),
+                NotIdempotent,
+                Verdict::Retry,
+            ),
             (status(429, ""), NotIdempotent, Verdict::Retry),
             (status(503, "unavailable"), NotIdempotent, Verdict::Retry),
             (status(409, "conflict"), NotIdempotent, Verdict::Retry),
@@ -217,7 +221,11 @@ mod tests {
             (AttemptFailure::AfterSend, Idempotent, Verdict::Retry),
         ];
         for (failure, idempotency, want) in table {
-            assert_eq!(classify(&failure, idempotency), want, "{failure:?} {idempotency:?}");
+            assert_eq!(
+                classify(&failure, idempotency),
+                want,
+                "{failure:?} {idempotency:?}"
+            );
         }
     }
 
@@ -269,8 +277,14 @@ mod tests {
     fn retries_run_out_and_stops_stop() {
         let mut r = Retrier::new(fast(), 2, Duration::from_secs(1), Duration::from_secs(1));
         let none = RateLimit::default();
-        assert_eq!(r.pause(Verdict::Retry, &none), Some(Duration::from_millis(10)));
-        assert_eq!(r.pause(Verdict::Retry, &none), Some(Duration::from_millis(20)));
+        assert_eq!(
+            r.pause(Verdict::Retry, &none),
+            Some(Duration::from_millis(10))
+        );
+        assert_eq!(
+            r.pause(Verdict::Retry, &none),
+            Some(Duration::from_millis(20))
+        );
         assert_eq!(r.pause(Verdict::Retry, &none), None);
         let mut r = Retrier::new(fast(), 2, Duration::from_secs(1), Duration::from_secs(1));
         assert_eq!(
@@ -296,7 +310,10 @@ mod tests {
             retry_after: Some(0),
             ..RateLimit::default()
         };
-        assert_eq!(r.pause(Verdict::Retry, &zero), Some(Duration::from_millis(20)));
+        assert_eq!(
+            r.pause(Verdict::Retry, &zero),
+            Some(Duration::from_millis(20))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -106,5 +106,8 @@ async fn the_suite_passes_with_one_item_per_page_a_tight_rate_limit_and_late_add
         .await
         .unwrap_or_else(|failures| panic!("{failures}"));
     let (rate_limited, _) = mock.refusals();
-    assert!(rate_limited > 0, "the rate limit was never hit, so this tested nothing extra");
+    assert!(
+        rate_limited > 0,
+        "the rate limit was never hit, so this tested nothing extra"
+    );
 }

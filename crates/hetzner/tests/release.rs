@@ -39,7 +39,10 @@ async fn the_whole_lifecycle_on_real_hetzner() {
         "{API_TOKEN_ENV} is not set: the release test against the real Hetzner API cannot run"
     );
     let client = HetznerClient::new(release_config()).expect("client from HCLOUD_TOKEN");
-    client.check_credentials().await.expect("the API accepts HCLOUD_TOKEN");
+    client
+        .check_credentials()
+        .await
+        .expect("the API accepts HCLOUD_TOKEN");
 
     let unknown = |n: u64| n.to_string();
     let mut options = ConformanceOptions {
@@ -73,7 +76,10 @@ async fn the_whole_lifecycle_on_real_hetzner() {
     let mut request = options.base_request.clone();
     request.label = format!("mngr-release-{}", options.run_tag.value());
     request.tags = vec![options.run_tag.clone()];
-    let id = client.create_instance(&request).await.expect("create with a firewall");
+    let id = client
+        .create_instance(&request)
+        .await
+        .expect("create with a firewall");
     let ready = client.wait_until_ready(&id, Duration::from_secs(600)).await;
     let addr = client.socket_addr(&id, 22).await;
     client.destroy_instance(&id).await.expect("destroy");

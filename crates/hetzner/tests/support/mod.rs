@@ -180,15 +180,22 @@ fn locked() -> ResponseTemplate {
 /// Refuses fields outside `allowed`, as the API does ("unknown field name").
 fn unknown_field(body: &Value, allowed: &[&str]) -> Option<ResponseTemplate> {
     let Some(object) = body.as_object() else {
-        return Some(error(422, "invalid_input", "invalid input: root must be an object"));
-    };
-    object.keys().find(|k| !allowed.contains(&k.as_str())).map(|k| {
-        error(
+        return Some(error(
             422,
             "invalid_input",
-            &format!("invalid input: unknown field name '{k}'"),
-        )
-    })
+            "invalid input: root must be an object",
+        ));
+    };
+    object
+        .keys()
+        .find(|k| !allowed.contains(&k.as_str()))
+        .map(|k| {
+            error(
+                422,
+                "invalid_input",
+                &format!("invalid input: unknown field name '{k}'"),
+            )
+        })
 }
 
 /// Whether labels match a selector: terms joined by commas, each `k==v`, `k=v`, `k!=v`,
@@ -436,12 +443,12 @@ impl State {
                 page("servers", items, &query)
             }
             ("POST", ["servers"]) => self.create_server(body()),
-            ("GET", ["servers", id]) => match id_of(id)
-                .and_then(|id| self.servers.iter().find(|s| s.id == id))
-            {
-                Some(s) => ok(json!({"server": self.server_json(s)})),
-                None => not_found("server"),
-            },
+            ("GET", ["servers", id]) => {
+                match id_of(id).and_then(|id| self.servers.iter().find(|s| s.id == id)) {
+                    Some(s) => ok(json!({"server": self.server_json(s)})),
+                    None => not_found("server"),
+                }
+            }
             ("DELETE", ["servers", id]) => {
                 let Some(id) = id_of(id).filter(|id| self.servers.iter().any(|s| s.id == *id))
                 else {
@@ -619,9 +626,20 @@ impl State {
 
     fn create_server(&mut self, body: Value) -> ResponseTemplate {
         let allowed = [
-            "name", "server_type", "image", "location", "ssh_keys", "user_data", "labels",
-            "start_after_create", "firewalls", "public_net", "volumes", "networks",
-            "automount", "placement_group",
+            "name",
+            "server_type",
+            "image",
+            "location",
+            "ssh_keys",
+            "user_data",
+            "labels",
+            "start_after_create",
+            "firewalls",
+            "public_net",
+            "volumes",
+            "networks",
+            "automount",
+            "placement_group",
         ];
         if let Some(refusal) = unknown_field(&body, &allowed) {
             return refusal;
@@ -667,7 +685,11 @@ impl State {
             Value::Null => String::new(),
             Value::String(text) if text.len() <= 32 * 1024 => text.clone(),
             Value::String(_) => {
-                return error(422, "invalid_input", "invalid input in field 'user_data': is too long");
+                return error(
+                    422,
+                    "invalid_input",
+                    "invalid input in field 'user_data': is too long",
+                );
             }
             _ => return error(422, "invalid_input", "invalid input in field 'user_data'"),
         };
@@ -742,7 +764,11 @@ impl State {
             return refusal;
         }
         let (Some(name), Some(key)) = (body["name"].as_str(), body["public_key"].as_str()) else {
-            return error(422, "invalid_input", "invalid input in fields 'name', 'public_key'");
+            return error(
+                422,
+                "invalid_input",
+                "invalid input in fields 'name', 'public_key'",
+            );
         };
         if !key.starts_with("ssh-") || material(key).len() != 2 {
             return error(422, "invalid_input", "invalid input in field 'public_key'");
@@ -798,8 +824,16 @@ fn page(field: &str, items: Vec<Value>, query: &[(String, String)]) -> ResponseT
         .skip((page - 1) * per_page)
         .take(per_page)
         .collect();
-    let next = if page < last { json!(page + 1) } else { Value::Null };
-    let previous = if page > 1 { json!(page - 1) } else { Value::Null };
+    let next = if page < last {
+        json!(page + 1)
+    } else {
+        Value::Null
+    };
+    let previous = if page > 1 {
+        json!(page - 1)
+    } else {
+        Value::Null
+    };
     ok(json!({
         field: slice,
         "meta": {"pagination": {
@@ -834,7 +868,9 @@ impl MockHetzner {
 
     pub async fn start_with(options: MockOptions) -> Self {
         let server = MockServer::start().await;
-        let tokens = options.rate_limit.map_or(0.0, |(burst, _)| f64::from(burst));
+        let tokens = options
+            .rate_limit
+            .map_or(0.0, |(burst, _)| f64::from(burst));
         let state = Arc::new(Mutex::new(State {
             options: Some(options),
             next_id: 100,
@@ -863,7 +899,13 @@ impl MockHetzner {
 
     /// Answers the next `times` requests of `verb path` (e.g. `GET`, `/v1/servers`) with
     /// `response`, before the model sees them.
-    pub async fn fail_next(&self, verb: &str, api_path: &str, times: u64, response: ResponseTemplate) {
+    pub async fn fail_next(
+        &self,
+        verb: &str,
+        api_path: &str,
+        times: u64,
+        response: ResponseTemplate,
+    ) {
         Mock::given(method(verb))
             .and(path(api_path))
             .respond_with(response)
