@@ -4,17 +4,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::time::Instant;
 use vps_client::{
     CreateInstanceRequest, InstanceInfo, SnapshotInfo, SshKeyInfo, VpsClient, VpsClientError,
 };
-use vps_primitives::{SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId};
+use vps_primitives::{SshKeyId, Tag, VpsInstanceId, VpsSnapshotId};
 
 use crate::actions::{self, ActionWaitError};
 use crate::api::{
@@ -30,13 +28,10 @@ use crate::{ApiToken, HetznerConfig};
 /// The size limit of `user_data` (DOCS create_server: "limited to 32KiB").
 pub const MAX_USER_DATA_BYTES: usize = 32 * 1024;
 
-/// What [`HetznerClient::wait_until_ready`] waits for, for its timeout message.
-const READY: &str = "running, done with its create actions and addressed";
-
 /// A [`VpsClient`] on the Hetzner Cloud API v1.
 ///
 /// Share one client behind an `Arc`: its calls share one connection pool, the create
-/// actions it is still tracking (readiness waits for them), and the firewall it found.
+/// actions it is still tracking (`ACTIVE` waits for them), and the firewall it found.
 /// See the crate docs for an example.
 pub struct HetznerClient {
     config: HetznerConfig,
@@ -129,46 +124,6 @@ impl HetznerClient {
             .await
             .map(drop)
             .map_err(VpsClientError::from)
-    }
-
-    /// Polls a server until it is ready for SSH (`running`, its create actions done, a
-    /// public IPv4 address), and returns it. A create action that ended in error ends the
-    /// wait at once with its code and message; transient errors are tolerated until the
-    /// deadline, after which the error is [`VpsClientError::Timeout`].
-    pub async fn wait_until_ready(
-        &self,
-        id: &VpsInstanceId,
-        timeout: Duration,
-    ) -> Result<InstanceInfo, VpsClientError> {
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let mut last_seen = String::from("no answer yet");
-        loop {
-            match self.read_instance(id).await {
-                Ok((info, _)) if info.status == VpsInstanceStatus::Active => {
-                    tracing::info!(server = %id, waited_secs = start.elapsed().as_secs_f64(), "Hetzner server ready");
-                    return Ok(info);
-                }
-                Ok((_, seen)) => {
-                    if seen != last_seen {
-                        tracing::debug!(server = %id, state = %seen, "Hetzner server not ready yet");
-                    }
-                    last_seen = seen;
-                }
-                Err(e) if e.is_transient() => last_seen = e.to_string(),
-                Err(e) => return Err(e),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(VpsClientError::Timeout {
-                    id: id.clone(),
-                    wanted: READY,
-                    waited_secs: start.elapsed().as_secs_f64(),
-                    last_seen,
-                });
-            }
-            tokio::time::sleep(self.config.ready_poll_interval().min(deadline - now)).await;
-        }
     }
 
     /// Powers a server off (`poweroff`: a hard stop, unlike the ACPI `shutdown`, whose

@@ -83,8 +83,6 @@ pub struct HetznerConfig {
     pub action_poll_interval_secs: f64,
     /// Items per page of every list call (1 to 50).
     pub page_size: u32,
-    /// Interval between two status polls while waiting for a server to be ready.
-    pub ready_poll_interval_secs: f64,
 }
 
 impl Default for HetznerConfig {
@@ -106,7 +104,6 @@ impl Default for HetznerConfig {
             action_timeout_secs: 600.0,
             action_poll_interval_secs: 1.0,
             page_size: MAX_PAGE_SIZE,
-            ready_poll_interval_secs: 3.0,
         }
     }
 }
@@ -142,7 +139,6 @@ impl HetznerConfig {
             ("lock_timeout_secs", self.lock_timeout_secs),
             ("action_timeout_secs", self.action_timeout_secs),
             ("action_poll_interval_secs", self.action_poll_interval_secs),
-            ("ready_poll_interval_secs", self.ready_poll_interval_secs),
         ];
         for (name, value) in positive {
             if !(value.is_finite() && value > 0.0) {
@@ -201,10 +197,6 @@ impl HetznerConfig {
 
     pub(crate) fn action_poll_interval(&self) -> Duration {
         Duration::from_secs_f64(self.action_poll_interval_secs)
-    }
-
-    pub(crate) fn ready_poll_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.ready_poll_interval_secs)
     }
 
     /// The retry schedule: doubling from the initial backoff to the cap, with equal
@@ -272,7 +264,6 @@ mod tests {
             action_timeout_secs = 30
             action_poll_interval_secs = 0.5
             page_size = 10
-            ready_poll_interval_secs = 0.2
             "#,
         )
         .expect("full config");

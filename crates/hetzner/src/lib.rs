@@ -32,7 +32,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use vps_client::{CreateInstanceRequest, UserData, VpsClient};
+//! use vps_client::{CreateInstanceRequest, UserData, VpsClient, WaitOptions, probe_tcp_banner, wait_until_active};
 //! use hetzner::{HetznerClient, HetznerConfig};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -54,8 +54,10 @@
 //!         ports: vec![22, 2222],
 //!     })
 //!     .await?;
-//! let ready = client.wait_until_ready(&id, Duration::from_secs(300)).await?;
-//! println!("{} is up at {:?}", ready.id, ready.address);
+//! // ACTIVE once the create actions succeeded, the server runs and has its IPv4 address.
+//! let opts = WaitOptions::with_timeout(Duration::from_secs(300));
+//! let ssh = wait_until_active(&client, &id, 22, &opts, |a| probe_tcp_banner(a, b"SSH-")).await?;
+//! println!("{id} answers SSH at {ssh}");
 //!
 //! client.destroy_instance(&id).await?;
 //! client.delete_ssh_key(&key_id).await?;
@@ -86,8 +88,7 @@
 //! action_timeout_secs = 600.0
 //! action_poll_interval_secs = 1.0
 //! page_size = 50                     # 1 to 50
-//! ready_poll_interval_secs = 3.0
-//! ```
+//! //! ```
 
 mod actions;
 mod api;

@@ -38,6 +38,17 @@ fn request(label: &str) -> CreateInstanceRequest {
     }
 }
 
+/// `vps_client::wait_until_active` (the one wait) with a probe that always succeeds.
+async fn ready(
+    client: &HetznerClient,
+    id: &VpsInstanceId,
+) -> Result<vps_client::InstanceInfo, VpsClientError> {
+    let opts = vps_client::WaitOptions::with_timeout(Duration::from_secs(10));
+    let reachable = |_addr| async { Ok::<(), std::io::Error>(()) };
+    vps_client::wait_until_active(client, id, 22, &opts, reachable).await?;
+    client.get_instance(id).await
+}
+
 fn tag(text: &str) -> Tag {
     text.parse().expect("tag")
 }
@@ -281,10 +292,9 @@ async fn a_failed_create_action_ends_readiness_with_its_code_and_message() {
         .create_instance(&request("mngr-fails"))
         .await
         .expect("ordered");
-    let err = client
-        .wait_until_ready(&id, Duration::from_secs(10))
+    let err = ready(&client, &id)
         .await
-        .expect_err("the create action failed");
+        .expect_err("the create action failed: the wait ends at once");
     let text = err.to_string();
     assert!(
         text.contains("create_server")
@@ -312,10 +322,7 @@ async fn a_failed_snapshot_action_is_reported_and_its_image_removed() {
         .create_instance(&request("mngr-snapfail"))
         .await
         .expect("create");
-    client
-        .wait_until_ready(&id, Duration::from_secs(10))
-        .await
-        .expect("ready");
+    client.get_instance(&id).await.expect("ready");
     mock.fail_next_action("create_image", "action_failed", "disk snapshot failed");
     let err = client
         .create_snapshot(&id, "will fail")
@@ -352,10 +359,7 @@ async fn readiness_waits_for_the_create_actions_and_status_running() {
         first.address.is_some(),
         "the mock assigns the IPv4 address at create"
     );
-    let ready = client
-        .wait_until_ready(&id, Duration::from_secs(10))
-        .await
-        .expect("ready");
+    let ready = ready(&client, &id).await.expect("ready");
     assert_eq!(ready.status, VpsInstanceStatus::Active);
     let json = mock.server_json(server_id(&id)).expect("server");
     assert_eq!(json["status"], "running");

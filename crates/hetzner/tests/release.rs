@@ -80,9 +80,13 @@ async fn the_whole_lifecycle_on_real_hetzner() {
         .create_instance(&request)
         .await
         .expect("create with a firewall");
-    let ready = client.wait_until_ready(&id, Duration::from_secs(600)).await;
-    let addr = client.socket_addr(&id, 22).await;
+    let opts = WaitOptions::with_timeout(Duration::from_secs(600));
+    let ssh = vps_client::wait_until_active(&client, &id, 22, &opts, |addr| {
+        vps_client::probe_tcp_banner(addr, b"SSH-")
+    })
+    .await;
+    let info = client.get_instance(&id).await;
     client.destroy_instance(&id).await.expect("destroy");
-    let ready = ready.expect("ready");
-    assert_eq!(Some(addr.expect("address").ip()), ready.address);
+    let ssh = ssh.expect("active, and sshd answers through the firewall");
+    assert_eq!(Some(ssh.ip()), info.expect("get").address);
 }

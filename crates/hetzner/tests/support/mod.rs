@@ -1052,7 +1052,6 @@ pub fn config_for(base_url: &str) -> HetznerConfig {
         lock_timeout_secs: 5.0,
         action_timeout_secs: 5.0,
         action_poll_interval_secs: 0.02,
-        ready_poll_interval_secs: 0.02,
         ..HetznerConfig::default()
     }
 }
