@@ -96,7 +96,6 @@
 //! # Ok(()) }
 //! ```
 
-mod backoff;
 mod command;
 mod docker;
 mod error;

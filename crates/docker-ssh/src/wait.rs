@@ -7,8 +7,8 @@ use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::Instrument;
+use vps_primitives::Backoff;
 
-use crate::backoff::Backoff;
 use crate::error::SshError;
 use crate::ssh::SshConfig;
 
@@ -89,7 +89,9 @@ async fn wait_loop(
     address: String,
 ) -> Result<PublicKey, SshError> {
     let deadline = Instant::now() + timeout;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2))
+        .with_jitter(0.2)
+        .delays();
     let config = SshConfig::default().russh_config();
     let mut attempts = 0u32;
     loop {
@@ -104,14 +106,15 @@ async fn wait_loop(
             Ok(Err(e)) => e,
             Err(_) => format!("no handshake within {limit:?}"),
         };
-        let delay = backoff.next_delay();
-        if Instant::now() + delay >= deadline {
+        // Pauses never pass the deadline, and the last probe is made right at it.
+        let Some(delay) = backoff.next_within(deadline.saturating_duration_since(Instant::now()))
+        else {
             return Err(SshError::SshdNotReady {
                 address,
                 after: timeout,
                 last,
             });
-        }
+        };
         tracing::trace!(attempts, %last, ?delay, "sshd not ready");
         tokio::time::sleep(delay).await;
     }

@@ -131,6 +131,15 @@ impl Delays {
         self.handed_out
     }
 
+    /// The next pause (what [`Iterator::next`] yields, without the `Option`).
+    pub fn next_delay(&mut self) -> Duration {
+        let pause = self
+            .backoff
+            .delay_for(self.handed_out, rand::random::<f64>());
+        self.handed_out = self.handed_out.saturating_add(1);
+        pause
+    }
+
     /// The next pause, cut to `remaining` (the time left before the caller's deadline);
     /// `None` when no time is left. A loop that attempts, then sleeps this pause, attempts
     /// once more exactly at its deadline and never sleeps past it.
@@ -138,7 +147,7 @@ impl Delays {
         if remaining.is_zero() {
             return None;
         }
-        self.next().map(|pause| pause.min(remaining))
+        Some(self.next_delay().min(remaining))
     }
 }
 
@@ -146,11 +155,7 @@ impl Iterator for Delays {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let pause = self
-            .backoff
-            .delay_for(self.handed_out, rand::random::<f64>());
-        self.handed_out = self.handed_out.saturating_add(1);
-        Some(pause)
+        Some(self.next_delay())
     }
 }
 
@@ -217,6 +222,7 @@ mod tests {
         assert_eq!(d.next_within(Duration::ZERO), None);
         assert_eq!(d.retries(), 2);
         // The schedule went on growing underneath: the next pause is the third.
-        assert_eq!(d.next(), Some(ms(400)));
+        assert_eq!(d.next_delay(), ms(400));
+        assert_eq!(d.next(), Some(ms(800)));
     }
 }

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
+use vps_primitives::Backoff;
 
 use super::session::{RunFailure, SshSession, traced};
 use super::{SshConfig, SshTarget};
-use crate::backoff::Backoff;
 use crate::command::{Command, Output};
 use crate::error::{ExecError, SshError};
 use crate::executor::{ExecIo, Executor, precheck};
@@ -89,7 +89,9 @@ impl SshPool {
 
     async fn connect_with_retries(&self) -> Result<SshSession, SshError> {
         let config = &self.inner.config;
-        let mut backoff = Backoff::new(config.retry_initial_delay, config.retry_max_delay);
+        let mut backoff = Backoff::new(config.retry_initial_delay, config.retry_max_delay)
+            .with_jitter(0.2)
+            .delays();
         let attempts = config.connect_attempts.max(1);
         let mut attempt = 0;
         loop {
@@ -153,7 +155,9 @@ impl Executor for SshPool {
                 after: command.timeout_value().unwrap_or_default(),
             };
             let config = &self.inner.config;
-            let mut backoff = Backoff::new(config.retry_initial_delay, config.retry_max_delay);
+            let mut backoff = Backoff::new(config.retry_initial_delay, config.retry_max_delay)
+                .with_jitter(0.2)
+                .delays();
             // Streams cannot be replayed: such a command is not retried once it may have run.
             let streamed = io.stdin.is_some() || io.stdout.is_some();
             let ExecIo {

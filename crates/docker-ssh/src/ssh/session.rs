@@ -14,12 +14,11 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::{HandlerError, PinningHandler, SshConfig, SshTarget, sig_name};
-use crate::backoff::Backoff;
 use crate::command::{Command, CommandBody, ExitStatus, LineSplitter, Output, OutputStream};
 use crate::error::{ExecError, SshError};
 use crate::executor::{ExecIo, Executor, LineCallback, precheck};
 use crate::keys::fingerprint;
-use vps_primitives::{quote, quote_argv};
+use vps_primitives::{Backoff, quote, quote_argv};
 
 /// One authenticated SSH connection to a pinned host. Commands run on their own channels,
 /// at most [`SshConfig::max_channels`] at once (the rest wait). It does not reconnect: use
@@ -159,7 +158,9 @@ impl SshSession {
     /// (`MaxSessions`) although fewer channels are in use: such refusals are retried after
     /// a few milliseconds, a bounded number of times.
     async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, RunFailure> {
-        let mut backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(100));
+        let mut backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(100))
+            .with_jitter(0.2)
+            .delays();
         let mut refusals = 0;
         loop {
             match self.handle.channel_open_session().await {
