@@ -49,12 +49,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use vps_primitives::{
-    HostId, OsId, PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId,
+    Backoff, HostId, OsId, PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus,
+    VpsSnapshotId,
 };
 
 use crate::{
-    Backoff, CreateInstanceRequest, SnapshotStatus, UserData, VpsClient, VpsClientError,
-    WaitOptions, wait_until_active,
+    CreateInstanceRequest, SnapshotStatus, UserData, VpsClient, VpsClientError, WaitOptions,
+    wait_until_active,
 };
 
 /// Makes an id of the backend's format that names nothing, for the "unknown id" checks.
@@ -154,11 +155,7 @@ impl Default for ConformanceOptions {
                 complete_within: Some(Duration::from_secs(60)),
             },
             consistency_timeout: Duration::from_secs(60),
-            poll: Backoff {
-                initial: Duration::from_millis(50),
-                max: Duration::from_secs(2),
-                factor: 2.0,
-            },
+            poll: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
             ssh_public_key: SAMPLE_SSH_PUBLIC_KEY.to_owned(),
             unknown_instance_id: uuid_factory(VpsInstanceId::parse),
             unknown_snapshot_id: uuid_factory(VpsSnapshotId::parse),
@@ -377,8 +374,8 @@ where
             Ok(value) => return Ok(value),
             Err(seen) => seen,
         };
-        let now = Instant::now();
-        if now >= deadline {
+        let Some(pause) = delays.next_within(deadline.saturating_duration_since(Instant::now()))
+        else {
             return Err(fail(
                 check,
                 format!(
@@ -386,9 +383,8 @@ where
                     options.consistency_timeout.as_secs_f64()
                 ),
             ));
-        }
-        let pause = delays.next().unwrap_or(options.poll.max);
-        tokio::time::sleep(pause.min(deadline - now)).await;
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -127,7 +127,7 @@ pub mod conformance;
 pub mod fake;
 
 pub use types::*;
-pub use wait::{Backoff, WaitOptions, probe_tcp_banner, probe_tcp_connect, wait_until_active};
+pub use wait::{WaitOptions, probe_tcp_banner, probe_tcp_connect, wait_until_active};
 
 use std::net::SocketAddr;
 

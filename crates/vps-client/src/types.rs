@@ -162,6 +162,13 @@ pub enum VpsClientError {
         /// What is missing.
         message: String,
     },
+    /// The instance is being destroyed, so waiting for it to become active cannot help.
+    /// Not [transient](VpsClientError::is_transient).
+    #[error("instance {id} is being destroyed, so it will never become active")]
+    Destroying {
+        /// The instance.
+        id: VpsInstanceId,
+    },
     /// A wait ran past its deadline.
     #[error("instance {id} was not {wanted} after {waited_secs:.0}s; last seen {last_seen}")]
     Timeout {
@@ -231,6 +238,7 @@ mod tests {
                 status: 400,
                 message: "bad plan".into(),
             },
+            VpsClientError::Destroying { id: id.clone() },
             VpsClientError::Timeout {
                 id,
                 wanted: "active",

@@ -1,4 +1,5 @@
-//! Waiting for an instance: backoff, deadlines, and reachability probes.
+//! Waiting for an instance: deadlines and reachability probes, with pauses from the
+//! toolkit's one schedule, [`vps_primitives::Backoff`].
 //!
 //! This is the one place where the toolkit polls a provider. [`wait_until_active`] polls
 //! until the provider says the instance is active *and* a caller-supplied probe reaches
@@ -13,75 +14,32 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use vps_primitives::{VpsInstanceId, VpsInstanceStatus};
+use vps_primitives::{Backoff, VpsInstanceId, VpsInstanceStatus};
 
 use crate::{VpsClient, VpsClientError};
-
-/// Growing pauses between attempts: `initial`, then times `factor` each attempt, at most
-/// `max`.
-///
-/// ```
-/// use std::time::Duration;
-/// use vps_client::Backoff;
-///
-/// let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_millis(300), factor: 2.0 };
-/// let delays: Vec<_> = b.delays().take(4).collect();
-/// assert_eq!(delays, [100, 200, 300, 300].map(Duration::from_millis));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Backoff {
-    /// The first pause.
-    pub initial: Duration,
-    /// The longest pause.
-    pub max: Duration,
-    /// How much each pause grows over the previous one (at least 1).
-    pub factor: f64,
-}
-
-impl Default for Backoff {
-    /// 250 ms, growing by half each time, at most 5 s: gentle on a provider's rate limits
-    /// and on the CPU of a local test bed, yet quick to notice a fast boot.
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(250),
-            max: Duration::from_secs(5),
-            factor: 1.5,
-        }
-    }
-}
-
-impl Backoff {
-    /// The endless sequence of pauses.
-    pub fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
-        let max = self.max;
-        let factor = if self.factor.is_finite() && self.factor >= 1.0 {
-            self.factor
-        } else {
-            1.0
-        };
-        std::iter::successors(Some(self.initial.min(max)), move |d| {
-            Some(d.mul_f64(factor).min(max))
-        })
-    }
-}
 
 /// How long and how often [`wait_until_active`] polls.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WaitOptions {
     /// Give up after this long (upstream waits 300 s for a cloud VPS).
     pub timeout: Duration,
-    /// Pauses between polls.
+    /// Pauses between polls (the toolkit's one schedule, [`Backoff`]).
     pub backoff: Backoff,
     /// How long one probe may take before it counts as "not reachable".
     pub probe_timeout: Duration,
 }
 
 impl Default for WaitOptions {
-    /// 300 s, the default [`Backoff`], 10 s per probe.
+    /// 300 s; pauses of 250 ms growing by half each time, at most 5 s (gentle on a
+    /// provider's rate limits and on the CPU of a local test bed, yet quick to notice a
+    /// fast boot), with 20 % jitter so that many waits do not poll in lockstep; 10 s per
+    /// probe.
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(300),
-            backoff: Backoff::default(),
+            backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(5))
+                .with_factor(1.5)
+                .with_jitter(0.2),
             probe_timeout: Duration::from_secs(10),
         }
     }
@@ -103,7 +61,8 @@ impl WaitOptions {
 /// - Transient provider errors ([`VpsClientError::is_transient`]) and failed probes are
 ///   retried with [`WaitOptions::backoff`] until [`WaitOptions::timeout`].
 /// - Any other error (the instance is gone, the API refuses) ends the wait at once.
-/// - An instance seen [`VpsInstanceStatus::Destroying`] ends the wait at once.
+/// - An instance seen [`VpsInstanceStatus::Destroying`] ends the wait at once with
+///   [`VpsClientError::Destroying`], which is not transient: it will never become active.
 /// - On timeout the error is [`VpsClientError::Timeout`] whose `last_seen` says what the
 ///   last poll saw (a status, a provider error, or why the probe failed).
 ///
@@ -144,13 +103,12 @@ where
             Err(PollFailure::Fatal(e)) => return Err(e),
             Err(PollFailure::Retry(seen)) => seen,
         };
-        let now = Instant::now();
-        if now >= deadline {
+        let Some(pause) = delays.next_within(deadline.saturating_duration_since(Instant::now()))
+        else {
             break seen;
-        }
-        let pause = delays.next().unwrap_or(options.backoff.max);
+        };
         tracing::debug!(instance = %id, port, %seen, ?pause, "not active and reachable yet");
-        tokio::time::sleep(pause.min(deadline - now)).await;
+        tokio::time::sleep(pause).await;
     };
     Err(VpsClientError::Timeout {
         id: id.clone(),
@@ -188,9 +146,8 @@ where
     match status {
         VpsInstanceStatus::Active => {}
         VpsInstanceStatus::Destroying => {
-            return Err(PollFailure::Fatal(VpsClientError::NotReady {
+            return Err(PollFailure::Fatal(VpsClientError::Destroying {
                 id: id.clone(),
-                message: "it is being destroyed, so it will never become active".to_owned(),
             }));
         }
         other => return Err(PollFailure::Retry(format!("status {other}"))),

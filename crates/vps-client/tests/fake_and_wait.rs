@@ -9,11 +9,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use vps_client::fake::{FakeOptions, FakeVpsClient, Fault, Method};
 use vps_client::{
-    Backoff, CreateInstanceRequest, UserData, VpsClient, VpsClientError, WaitOptions,
-    probe_tcp_banner, probe_tcp_connect, wait_until_active,
+    CreateInstanceRequest, UserData, VpsClient, VpsClientError, WaitOptions, probe_tcp_banner,
+    probe_tcp_connect, wait_until_active,
 };
 use vps_primitives::{
-    OsId, PlanId, RegionId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId,
+    Backoff, OsId, PlanId, RegionId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId,
 };
 
 fn request(label: &str) -> CreateInstanceRequest {
@@ -223,11 +223,7 @@ async fn wait_times_out_saying_what_it_last_saw() {
     let id = fake.create_instance(&request("w")).await.expect("ok");
     let opts = WaitOptions {
         timeout: Duration::from_secs(30),
-        backoff: Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(4),
-            factor: 2.0,
-        },
+        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(4)),
         probe_timeout: Duration::from_secs(1),
     };
     let t = tokio::time::Instant::now();
@@ -266,20 +262,30 @@ async fn wait_gives_up_at_once_when_waiting_cannot_help() {
         .expect_err("gone");
     assert!(matches!(err, VpsClientError::NotFound { .. }), "{err}");
 
+    let unknown = VpsInstanceId::parse("does-not-exist").expect("valid");
+    let err = wait_until_active(&fake, &unknown, 22, &WaitOptions::default(), always_ok)
+        .await
+        .expect_err("unknown");
+    assert!(matches!(err, VpsClientError::NotFound { .. }), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_destroying_instance_ends_the_wait_with_its_own_error_that_is_not_retryable() {
+    let fake = FakeVpsClient::new();
     let id = fake.create_instance(&request("w")).await.expect("ok");
     fake.set_status(&id, VpsInstanceStatus::Destroying);
     let t = tokio::time::Instant::now();
     let err = wait_until_active(&fake, &id, 22, &WaitOptions::default(), always_ok)
         .await
         .expect_err("being destroyed");
-    assert_eq!(t.elapsed(), Duration::ZERO);
+    assert_eq!(t.elapsed(), Duration::ZERO, "no poll after the first");
+    assert!(
+        matches!(&err, VpsClientError::Destroying { id: seen } if seen == &id),
+        "{err:?}"
+    );
+    assert!(!err.is_transient(), "a caller must not retry: {err}");
     assert!(err.to_string().contains("being destroyed"), "{err}");
-
-    let unknown = VpsInstanceId::parse("does-not-exist").expect("valid");
-    let err = wait_until_active(&fake, &unknown, 22, &WaitOptions::default(), always_ok)
-        .await
-        .expect_err("unknown");
-    assert!(matches!(err, VpsClientError::NotFound { .. }), "{err}");
+    assert_eq!(fake.calls(Method::InstanceStatus), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -342,7 +348,7 @@ async fn wait_with_a_banner_probe_on_a_local_port() {
     let opts = WaitOptions {
         backoff: Backoff {
             initial: Duration::from_millis(1),
-            ..Backoff::default()
+            ..WaitOptions::default().backoff
         },
         ..WaitOptions::with_timeout(Duration::from_secs(10))
     };

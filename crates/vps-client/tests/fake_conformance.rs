@@ -8,17 +8,13 @@ use async_trait::async_trait;
 use vps_client::conformance::{self, ConformanceOptions, SnapshotSupport};
 use vps_client::fake::{FakeOptions, FakeVpsClient};
 use vps_client::{
-    Backoff, CreateInstanceRequest, InstanceInfo, SnapshotInfo, SshKeyInfo, VpsClient,
-    VpsClientError, WaitOptions,
+    CreateInstanceRequest, InstanceInfo, SnapshotInfo, SshKeyInfo, VpsClient, VpsClientError,
+    WaitOptions,
 };
-use vps_primitives::{SshKeyId, Tag, VpsInstanceId, VpsSnapshotId};
+use vps_primitives::{Backoff, SshKeyId, Tag, VpsInstanceId, VpsSnapshotId};
 
 fn fast_options() -> ConformanceOptions {
-    let backoff = Backoff {
-        initial: Duration::from_millis(5),
-        max: Duration::from_millis(50),
-        factor: 2.0,
-    };
+    let backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(50));
     ConformanceOptions {
         consistency_timeout: Duration::from_secs(2),
         wait_active: Some(WaitOptions {
