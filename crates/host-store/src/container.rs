@@ -7,7 +7,9 @@ use docker_ssh::{
     Docker, DockerError, ExecOptions, Executor, PullPolicy, RestartPolicy, RunOptions, VolumeMount,
 };
 use tracing::Instrument;
-use vps_primitives::{LABEL_PROVIDER, LABEL_TYPE, LABEL_TYPE_STATE_CONTAINER, ProviderName};
+use vps_primitives::{
+    Backoff, LABEL_PROVIDER, LABEL_TYPE, LABEL_TYPE_STATE_CONTAINER, ProviderName,
+};
 
 use crate::error::StoreError;
 use crate::layout::{STATE_ENTRYPOINT, STATE_MOUNT, StateContainerName};
@@ -37,7 +39,7 @@ pub struct StateContainerSpec {
     pub name: StateContainerName,
     /// The image to run. It must already be on the VPS (`docker load` or build it): the
     /// container is run with `--pull never`. It needs a POSIX `sh` and the programs in
-    /// [`script::REQUIRED_TOOLS`](crate::script::REQUIRED_TOOLS).
+    /// [`REQUIRED_TOOLS`](crate::REQUIRED_TOOLS).
     pub image: String,
     /// The provider instance that owns the VPS (label `com.imbue.mngr.provider`).
     pub provider: ProviderName,
@@ -163,9 +165,12 @@ impl Ensure<'_> {
         let mut lost_race = false;
         let mut started = false;
         let mut last = String::from("not inspected");
+        let mut pauses = Backoff::new(Duration::from_millis(200), Duration::from_millis(1600))
+            .with_jitter(0.2)
+            .delays();
         for attempt in 0..ENSURE_ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
+                tokio::time::sleep(pauses.next_delay()).await;
             }
             let info = self
                 .docker

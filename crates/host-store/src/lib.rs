@@ -76,6 +76,11 @@ mod error;
 mod layout;
 mod listing;
 mod record;
+#[cfg(not(feature = "testing"))]
+mod script;
+/// The shell scripts the store runs, for tests that drive a write by hand (feature
+/// `testing`; not a stable API).
+#[cfg(feature = "testing")]
 pub mod script;
 mod store;
 mod timestamp;
@@ -91,6 +96,7 @@ pub use record::{
     ActivitySource, AgentRecord, CertifiedHostData, DEFAULT_IDLE_TIMEOUT_SECONDS, HostRecord,
     IdleMode, SCHEMA_VERSION, SnapshotRecord, VpsHostConfig,
 };
+pub use script::REQUIRED_TOOLS;
 pub use store::{DEFAULT_TIMEOUT, HostStore};
 pub use timestamp::{InvalidTimestamp, Timestamp};
 
