@@ -3,13 +3,11 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use reqwest::Method;
 use serde_json::json;
-use tokio::time::Instant;
 use vps_client::{
     CreateInstanceRequest, InstanceInfo, SnapshotInfo, SshKeyInfo, VpsClient, VpsClientError,
 };
@@ -23,9 +21,6 @@ use crate::config::API_KEY_ENV;
 use crate::error::VultrError;
 use crate::http::{CallError, Http};
 use crate::{ApiKey, VultrConfig};
-
-/// What [`VultrClient::wait_until_ready`] waits for, for its timeout message.
-const READY: &str = "active, running, installed (server_status ok) and addressed";
 
 /// A [`VpsClient`] on the Vultr API v2.
 ///
@@ -88,55 +83,6 @@ impl VultrClient {
             .map_err(VpsClientError::from)
     }
 
-    /// Polls an instance until it is ready for SSH, and returns it.
-    ///
-    /// Ready means all four fields the API reports out of step agree at once: `status`
-    /// `active`, `power_status` `running`, `server_status` `ok` and a real `main_ip` (not
-    /// `0.0.0.0`). Polls every `ready_poll_interval_secs`. Transient errors (already
-    /// retried inside) are tolerated until the deadline; a vanished instance or a
-    /// permanent error ends the wait at once. Past `timeout`, fails with
-    /// [`VpsClientError::Timeout`] naming the last state seen.
-    pub async fn wait_until_ready(
-        &self,
-        id: &VpsInstanceId,
-        timeout: Duration,
-    ) -> Result<InstanceInfo, VpsClientError> {
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let mut last_seen = String::from("no answer yet");
-        loop {
-            match self.fetch_instance(id).await {
-                Ok(instance) if instance.is_ready() => {
-                    tracing::info!(
-                        instance = %id,
-                        waited_secs = start.elapsed().as_secs_f64(),
-                        "Vultr instance ready"
-                    );
-                    return instance.into_info();
-                }
-                Ok(instance) => {
-                    let seen = instance.describe();
-                    if seen != last_seen {
-                        tracing::debug!(instance = %id, state = %seen, "Vultr instance not ready yet");
-                    }
-                    last_seen = seen;
-                }
-                Err(e) if e.is_transient() => last_seen = e.to_string(),
-                Err(e) => return Err(e),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(VpsClientError::Timeout {
-                    id: id.clone(),
-                    wanted: READY,
-                    waited_secs: start.elapsed().as_secs_f64(),
-                    last_seen,
-                });
-            }
-            tokio::time::sleep(self.config.ready_poll_interval().min(deadline - now)).await;
-        }
-    }
-
     async fn fetch_instance(&self, id: &VpsInstanceId) -> Result<Instance, VpsClientError> {
         let not_found = || VpsClientError::NotFound {
             kind: "instance",
@@ -149,7 +95,10 @@ impl VultrClient {
             .send(Method::GET, &path, &[], None)
             .await
             .map_err(|e| not_found_or(e, not_found))?;
-        answer.field("instance", &path)
+        let instance: Instance = answer.field("instance", &path)?;
+        // The four fields behind the status, for whoever waits on it.
+        tracing::debug!(instance = %id, state = %instance.describe(), "Vultr instance");
+        Ok(instance)
     }
 
     /// Sends a `DELETE`; a 404 (already gone) is a success.
@@ -167,6 +116,51 @@ impl VultrClient {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `POST /instances`, in the firewall group `firewall_group_id` if given.
+    async fn order_instance(
+        &self,
+        request: &CreateInstanceRequest,
+        firewall_group_id: Option<String>,
+    ) -> Result<VpsInstanceId, VpsClientError> {
+        let body = CreateInstanceBody {
+            region: request.region.as_str(),
+            plan: request.plan.as_str(),
+            os_id: request.snapshot.is_none().then_some(request.os.0),
+            snapshot_id: request.snapshot.as_ref().map(VpsSnapshotId::as_str),
+            label: &request.label,
+            hostname: hostname_from_label(&request.label),
+            user_data: base64::engine::general_purpose::STANDARD.encode(request.user_data.expose()),
+            sshkey_id: request.ssh_key_ids.iter().map(SshKeyId::as_str).collect(),
+            tags: request.tags.iter().map(Tag::to_string).collect(),
+            backups: "disabled",
+            firewall_group_id,
+        };
+        let body = serde_json::to_value(&body)
+            .map_err(|e| VpsClientError::InvalidResponse(format!("request body: {e}")))?;
+        let answer = self
+            .http
+            .send(Method::POST, "/instances", &[], Some(&body))
+            .await?;
+        let instance: Instance = answer.field("instance", "/instances")?;
+        let id = VpsInstanceId::parse(&instance.id)
+            .map_err(|e| VpsClientError::InvalidResponse(format!("instance id: {e}")))?;
+        tracing::info!(
+            instance = %id,
+            label = %request.label,
+            region = %request.region,
+            plan = %request.plan,
+            snapshot = request.snapshot.as_ref().map(VpsSnapshotId::as_str),
+            "ordered Vultr instance"
+        );
+        Ok(id)
+    }
+
+    /// Forgets the remembered firewall group (and the ports known open in it), so the
+    /// next [`Self::ensure_firewall_group`] looks it up again.
+    async fn forget_firewall_group(&self) {
+        *self.firewall.lock().await = FirewallState::default();
     }
 
     /// The id of the configured firewall group, found by description or created, with an
@@ -251,44 +245,30 @@ impl VpsClient for VultrClient {
         &self,
         request: &CreateInstanceRequest,
     ) -> Result<VpsInstanceId, VpsClientError> {
-        let firewall_group_id = match &self.config.firewall_group {
-            Some(description) => Some(
-                self.ensure_firewall_group(description, &request.ports)
-                    .await?,
-            ),
-            None => None,
+        let Some(description) = &self.config.firewall_group else {
+            return self.order_instance(request, None).await;
         };
-        let body = CreateInstanceBody {
-            region: request.region.as_str(),
-            plan: request.plan.as_str(),
-            os_id: request.snapshot.is_none().then_some(request.os.0),
-            snapshot_id: request.snapshot.as_ref().map(VpsSnapshotId::as_str),
-            label: &request.label,
-            hostname: hostname_from_label(&request.label),
-            user_data: base64::engine::general_purpose::STANDARD.encode(request.user_data.expose()),
-            sshkey_id: request.ssh_key_ids.iter().map(SshKeyId::as_str).collect(),
-            tags: request.tags.iter().map(Tag::to_string).collect(),
-            backups: "disabled",
-            firewall_group_id,
-        };
-        let body = serde_json::to_value(&body)
-            .map_err(|e| VpsClientError::InvalidResponse(format!("request body: {e}")))?;
-        let answer = self
-            .http
-            .send(Method::POST, "/instances", &[], Some(&body))
-            .await?;
-        let instance: Instance = answer.field("instance", "/instances")?;
-        let id = VpsInstanceId::parse(&instance.id)
-            .map_err(|e| VpsClientError::InvalidResponse(format!("instance id: {e}")))?;
-        tracing::info!(
-            instance = %id,
-            label = %request.label,
-            region = %request.region,
-            plan = %request.plan,
-            snapshot = request.snapshot.as_ref().map(VpsSnapshotId::as_str),
-            "ordered Vultr instance"
-        );
-        Ok(id)
+        let mut looked_up_again = false;
+        loop {
+            let ordered = match self
+                .ensure_firewall_group(description, &request.ports)
+                .await
+            {
+                Ok(group) => self.order_instance(request, Some(group)).await,
+                Err(e) => Err(e),
+            };
+            match ordered {
+                // The group we remembered was deleted outside the toolkit: the API refused
+                // its rules or the order (so nothing was ordered). Find or make the group
+                // again, once.
+                Err(e) if !looked_up_again && names_a_missing_firewall_group(&e) => {
+                    tracing::warn!(error = %e, "Vultr refused the remembered firewall group; looking it up again");
+                    self.forget_firewall_group().await;
+                    looked_up_again = true;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn destroy_instance(&self, id: &VpsInstanceId) -> Result<(), VpsClientError> {
@@ -408,6 +388,14 @@ fn resolve_api_key(
 /// `%`), so only the dot segments, which a URL would resolve away, are refused.
 fn path_segment(id: &str) -> Option<&str> {
     (id != "." && id != "..").then_some(id)
+}
+
+/// Whether the API refused a request for naming a firewall group that does not exist
+/// (any more): a 400 or 404 whose message names the firewall group, as for an order
+/// with a deleted `firewall_group_id` or the rules of a deleted group.
+fn names_a_missing_firewall_group(error: &VpsClientError) -> bool {
+    matches!(error, VpsClientError::Api { status: 400 | 404, message }
+        if message.to_ascii_lowercase().contains("firewall"))
 }
 
 fn is_id_byte(b: u8) -> bool {

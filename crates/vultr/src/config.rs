@@ -80,8 +80,6 @@ pub struct VultrConfig {
     pub max_requests_per_second: f64,
     /// Items per page of every list call (1 to 500).
     pub page_size: u32,
-    /// Interval between two status polls while waiting for an instance to be ready.
-    pub ready_poll_interval_secs: f64,
 }
 
 impl Default for VultrConfig {
@@ -101,7 +99,6 @@ impl Default for VultrConfig {
             retry_after_max_secs: 60.0,
             max_requests_per_second: 30.0,
             page_size: 100,
-            ready_poll_interval_secs: 5.0,
         }
     }
 }
@@ -136,7 +133,6 @@ impl VultrConfig {
             ("request_timeout_secs", self.request_timeout_secs),
             ("connect_timeout_secs", self.connect_timeout_secs),
             ("max_requests_per_second", self.max_requests_per_second),
-            ("ready_poll_interval_secs", self.ready_poll_interval_secs),
         ];
         for (name, value) in positive {
             if !(value.is_finite() && value > 0.0) {
@@ -183,10 +179,6 @@ impl VultrConfig {
 
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.connect_timeout_secs)
-    }
-
-    pub(crate) fn ready_poll_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.ready_poll_interval_secs)
     }
 }
 
@@ -242,7 +234,6 @@ mod tests {
             retry_after_max_secs = 3
             max_requests_per_second = 10
             page_size = 500
-            ready_poll_interval_secs = 0.2
             "#,
         )
         .expect("full config");

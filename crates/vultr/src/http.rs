@@ -133,6 +133,10 @@ impl Http {
             .timeout(config.request_timeout())
             .connect_timeout(config.connect_timeout())
             .user_agent(concat!("mngr-vps-vultr/", env!("CARGO_PKG_VERSION")))
+            // Never follow a redirect: a 307/308 would replay the request, the API key
+            // and a create's user_data (the VPS's private host key) to wherever it points.
+            // A redirect is an error answer like any other non-2xx.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| VultrError::HttpClient(error_chain(&e)))?;
         let limiter = shared_limiter(base.as_str(), key, config.max_requests_per_second);

@@ -8,8 +8,9 @@
 //!   `VULTR_API_KEY` environment variable; a missing key fails at construction. The key
 //!   is an [`ApiKey`], which never shows in `Debug`, logs or errors;
 //! - **pagination** of every list (`per_page` and `cursor`) to the last page;
-//! - **retries** with exponential backoff and jitter on 429, 503, other 5xx and
-//!   connection failures, honouring `Retry-After`. A `POST` is repeated only when the API
+//! - **retries** with exponential backoff and jitter (the toolkit's one schedule,
+//!   [`vps_primitives::Backoff`]) on 429, 503, other 5xx and connection failures,
+//!   honouring `Retry-After`. A `POST` is repeated only when the API
 //!   certainly did not act on it, so a retry never orders a second instance; one that
 //!   failed after it may have been carried out (a 5xx other than 503, a connection lost
 //!   after sending) fails with
@@ -19,9 +20,15 @@
 //!   instead of `os_id`;
 //! - a **client-side rate limit** (30 requests per second by default) and a **timeout**
 //!   on every request;
-//! - **readiness** that waits for `status`, `power_status`, `server_status` and `main_ip`
-//!   to agree ([`VultrClient::wait_until_ready`]);
-//! - an optional **firewall group** opened for the ports of each create request.
+//! - **readiness** in the status mapping: an instance is `ACTIVE` only when `status`,
+//!   `power_status`, `server_status` and `main_ip` agree, so
+//!   [`vps_client::wait_until_active`], the one wait of every provider, waits for all four;
+//! - **creation times**: `date_created` (RFC 3339) as
+//!   [`InstanceInfo::created_at`](vps_client::InstanceInfo::created_at);
+//! - an optional **firewall group** opened for the ports of each create request; a group
+//!   deleted outside the toolkit is looked up (or made) again and the create retried once;
+//! - **no redirects followed**: a 307/308 would replay the API key and a create's
+//!   user_data (the VPS's private host key) to wherever it points; it is an error.
 //!
 //! TLS is rustls with the ring provider (no OpenSSL, no aws-lc); the client installs ring
 //! as the process's default provider if none is installed.
@@ -33,7 +40,8 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use vps_client::{CreateInstanceRequest, UserData, VpsClient};
+//! use vps_client::{CreateInstanceRequest, UserData, VpsClient, WaitOptions};
+//! use vps_client::{probe_tcp_connect, wait_until_active};
 //! use vultr::{VultrClient, VultrConfig};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -55,8 +63,9 @@
 //!         ports: vec![22, 2222],
 //!     })
 //!     .await?;
-//! let ready = client.wait_until_ready(&id, Duration::from_secs(300)).await?;
-//! println!("{} is up at {:?}", ready.id, ready.address);
+//! let wait = WaitOptions::with_timeout(Duration::from_secs(300));
+//! let ssh = wait_until_active(&client, &id, 22, &wait, probe_tcp_connect).await?;
+//! println!("{id} is up, SSH at {ssh}");
 //!
 //! client.destroy_instance(&id).await?;
 //! client.delete_ssh_key(&key_id).await?;
@@ -84,7 +93,6 @@
 //! retry_after_max_secs = 60.0
 //! max_requests_per_second = 30.0
 //! page_size = 100                    # 1 to 500
-//! ready_poll_interval_secs = 5.0
 //! ```
 
 mod api;

@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::RngExt;
+use vps_primitives::Backoff;
 
 use crate::VultrConfig;
 
@@ -38,8 +39,10 @@ pub(crate) enum AttemptFailure {
 #[derive(Clone, Debug)]
 pub(crate) struct RetryPolicy {
     pub(crate) max_retries: u32,
-    pub(crate) initial_backoff: Duration,
-    pub(crate) max_backoff: Duration,
+    /// Doubling from `retry_initial_backoff_secs` up to `retry_max_backoff_secs`, with
+    /// "equal jitter" (the upper half of each pause is random), so concurrent clients
+    /// spread out but never retry at once.
+    pub(crate) backoff: Backoff,
     pub(crate) max_retry_after: Duration,
 }
 
@@ -47,8 +50,11 @@ impl RetryPolicy {
     pub(crate) fn from_config(config: &VultrConfig) -> Self {
         Self {
             max_retries: config.max_retries,
-            initial_backoff: Duration::from_secs_f64(config.retry_initial_backoff_secs),
-            max_backoff: Duration::from_secs_f64(config.retry_max_backoff_secs),
+            backoff: Backoff::new(
+                Duration::from_secs_f64(config.retry_initial_backoff_secs),
+                Duration::from_secs_f64(config.retry_max_backoff_secs),
+            )
+            .with_jitter(0.5),
             max_retry_after: Duration::from_secs_f64(config.retry_after_max_secs),
         }
     }
@@ -90,23 +96,11 @@ impl RetryPolicy {
         if retry >= self.max_retries {
             return None;
         }
-        let backoff = self.backoff(retry, rand::rng().random::<f64>());
+        let backoff = self.backoff.delay_for(retry, rand::rng().random::<f64>());
         Some(match retry_after {
             Some(after) => after.min(self.max_retry_after).max(backoff),
             None => backoff,
         })
-    }
-
-    /// Exponential backoff with "equal jitter": the delay for `retry` is
-    /// `min(max_backoff, initial * 2^retry)`, of which the upper half is scaled by
-    /// `jitter` (0 to 1), so concurrent clients spread out but never retry at once.
-    pub(crate) fn backoff(&self, retry: u32, jitter: f64) -> Duration {
-        let exponential = self
-            .initial_backoff
-            .saturating_mul(2u32.saturating_pow(retry.min(31)));
-        let capped = exponential.min(self.max_backoff);
-        let half = capped / 2;
-        half + half.mul_f64(jitter.clamp(0.0, 1.0))
     }
 }
 
@@ -166,24 +160,25 @@ mod tests {
     use super::*;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy {
+        RetryPolicy::from_config(&VultrConfig {
             max_retries: 3,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
-            max_retry_after: Duration::from_secs(10),
-        }
+            retry_initial_backoff_secs: 0.1,
+            retry_max_backoff_secs: 0.5,
+            retry_after_max_secs: 10.0,
+            ..VultrConfig::default()
+        })
     }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
-        let p = policy();
-        assert_eq!(p.backoff(0, 0.0), Duration::from_millis(50));
-        assert_eq!(p.backoff(0, 1.0), Duration::from_millis(100));
-        assert_eq!(p.backoff(1, 1.0), Duration::from_millis(200));
-        assert_eq!(p.backoff(2, 1.0), Duration::from_millis(400));
-        assert_eq!(p.backoff(3, 1.0), Duration::from_millis(500));
-        assert_eq!(p.backoff(3, 0.0), Duration::from_millis(250));
-        assert_eq!(p.backoff(40, 0.5), Duration::from_millis(375));
+        let b = policy().backoff;
+        assert_eq!(b.delay_for(0, 1.0), Duration::from_millis(50));
+        assert_eq!(b.delay_for(0, 0.0), Duration::from_millis(100));
+        assert_eq!(b.delay_for(1, 0.0), Duration::from_millis(200));
+        assert_eq!(b.delay_for(2, 0.0), Duration::from_millis(400));
+        assert_eq!(b.delay_for(3, 0.0), Duration::from_millis(500));
+        assert_eq!(b.delay_for(3, 1.0), Duration::from_millis(250));
+        assert_eq!(b.delay_for(40, 0.5), Duration::from_millis(375));
     }
 
     #[test]

@@ -6,17 +6,14 @@ mod support;
 use std::time::Duration;
 
 use support::MockVultr;
+use vps_client::WaitOptions;
 use vps_client::conformance::{self, ConformanceOptions, SnapshotSupport};
-use vps_client::{Backoff, WaitOptions};
+use vps_primitives::Backoff;
 
 /// Options for the mock: short waits (the mock needs a handful of polls, no real time)
 /// and snapshots that complete on their second listing.
 fn options() -> ConformanceOptions {
-    let fast = Backoff {
-        initial: Duration::from_millis(5),
-        max: Duration::from_millis(50),
-        factor: 2.0,
-    };
+    let fast = Backoff::new(Duration::from_millis(5), Duration::from_millis(50));
     ConformanceOptions {
         wait_active: Some(WaitOptions {
             timeout: Duration::from_secs(10),

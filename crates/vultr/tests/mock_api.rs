@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use support::{BootStep, DroppingProxy, MockVultr, client_at, config_for, error, refused_addr};
-use vps_client::{CreateInstanceRequest, UserData, VpsClient, VpsClientError};
-use vps_primitives::{OsId, PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus};
+use vps_client::{
+    CreateInstanceRequest, UserData, VpsClient, VpsClientError, WaitOptions, wait_until_active,
+};
+use vps_primitives::{
+    Backoff, OsId, PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus,
+};
 use vultr::{VultrClient, VultrConfig};
 use wiremock::ResponseTemplate;
 
@@ -28,8 +32,31 @@ fn request(label: &str) -> CreateInstanceRequest {
     }
 }
 
+/// `wait_until_active` on port 22, the one wait for every provider, polling every 10 ms
+/// and probing nothing (the mock's addresses are documentation IPs).
+async fn wait_ready(
+    client: &VultrClient,
+    id: &VpsInstanceId,
+    timeout: Duration,
+) -> Result<std::net::SocketAddr, VpsClientError> {
+    let options = WaitOptions {
+        timeout,
+        backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(10)),
+        probe_timeout: Duration::from_secs(1),
+    };
+    let probe = |_| async { Ok::<(), std::io::Error>(()) };
+    wait_until_active(client, id, 22, &options, probe).await
+}
+
 fn id(text: &str) -> VpsInstanceId {
     VpsInstanceId::parse(text).expect("instance id")
+}
+
+/// The ports of a firewall group's rules, sorted.
+fn rule_ports(rules: &[Value]) -> Vec<&str> {
+    let mut ports: Vec<&str> = rules.iter().filter_map(|r| r["port"].as_str()).collect();
+    ports.sort();
+    ports
 }
 
 /// The requests of one method and path the server saw.
@@ -569,20 +596,18 @@ async fn readiness_waits_until_all_four_fields_agree() {
         .expect("create");
     let path = format!("/v2/instances/{instance}");
 
-    let ready = client
-        .wait_until_ready(&instance, Duration::from_secs(10))
+    let ready = wait_ready(&client, &instance, Duration::from_secs(10))
         .await
         .expect("ready");
-    assert_eq!(ready.status, VpsInstanceStatus::Active);
     assert_eq!(
-        ready.address,
-        Some("203.0.113.2".parse().expect("ip")),
+        ready.to_string(),
+        "203.0.113.2:22",
         "the address of the ready instance"
     );
     assert_eq!(
         count(&mock, "GET", &path).await,
-        steps,
-        "returned at the first poll where all four agree, not before"
+        steps + 1,
+        "returned at the first poll where all four agree (then read its address), not before"
     );
     let addr = client.socket_addr(&instance, 2222).await.expect("addr");
     assert_eq!(addr.to_string(), "203.0.113.2:2222");
@@ -646,17 +671,13 @@ async fn readiness_times_out_naming_the_last_state_seen() {
         .await
         .expect("create");
     let start = Instant::now();
-    let err = client
-        .wait_until_ready(&instance, Duration::from_millis(300))
+    let err = wait_ready(&client, &instance, Duration::from_millis(300))
         .await
         .expect_err("stuck");
     assert!(start.elapsed() < Duration::from_secs(2));
     match &err {
         VpsClientError::Timeout { last_seen, .. } => {
-            assert!(
-                last_seen.contains("server_status=installingbooting"),
-                "{last_seen}"
-            );
+            assert!(last_seen.contains("status PENDING"), "{last_seen}");
         }
         other => panic!("expected Timeout, got {other:?}"),
     }
@@ -672,8 +693,7 @@ async fn readiness_wait_ends_at_once_when_the_instance_vanishes() {
         .await
         .expect("create");
     client.destroy_instance(&instance).await.expect("destroy");
-    let err = client
-        .wait_until_ready(&instance, Duration::from_secs(30))
+    let err = wait_ready(&client, &instance, Duration::from_secs(30))
         .await
         .expect_err("gone");
     assert!(matches!(err, VpsClientError::NotFound { .. }), "{err}");
@@ -844,9 +864,7 @@ async fn a_firewall_group_is_found_or_made_and_opened_for_the_ports() {
     assert_eq!(firewalls.len(), 1, "one group for all hosts");
     let (group, rules) = &firewalls[0];
     assert_eq!(group["description"], "mngr-hosts");
-    let mut ports: Vec<&str> = rules.iter().filter_map(|r| r["port"].as_str()).collect();
-    ports.sort();
-    assert_eq!(ports, ["22", "2222", "8080"]);
+    assert_eq!(rule_ports(rules), ["22", "2222", "8080"]);
     for rule in rules {
         assert_eq!(rule["ip_type"], "v4");
         assert_eq!(rule["protocol"], "tcp");
@@ -868,6 +886,107 @@ async fn a_firewall_group_is_found_or_made_and_opened_for_the_ports() {
     later.create_instance(&request("mngr-c")).await.expect("c");
     assert_eq!(count(&mock, "POST", "/v2/firewalls").await, 1);
     assert_eq!(mock.firewalls()[0].1.len(), 3);
+}
+
+#[tokio::test]
+async fn a_firewall_group_deleted_outside_is_looked_up_again_and_the_create_retried_once() {
+    let mock = MockVultr::start().await;
+    let client = VultrClient::new(VultrConfig {
+        firewall_group: Some("mngr-hosts".to_owned()),
+        ..mock.config()
+    })
+    .expect("client");
+    client.create_instance(&request("mngr-a")).await.expect("a");
+    let first = mock.firewalls()[0].0["id"].clone();
+
+    mock.delete_firewall_groups_outside();
+    let b = client
+        .create_instance(&request("mngr-b"))
+        .await
+        .expect("a create after the group was deleted in the console");
+
+    let firewalls = mock.firewalls();
+    assert_eq!(firewalls.len(), 1, "the group was made again");
+    let (group, rules) = &firewalls[0];
+    assert_ne!(group["id"], first);
+    let json = mock.instance_json(b.as_str()).expect("instance");
+    assert_eq!(json["firewall_group_id"], group["id"]);
+    assert_eq!(
+        rule_ports(rules),
+        ["22", "2222"],
+        "the new group is opened again"
+    );
+    assert_eq!(count(&mock, "POST", "/v2/firewalls").await, 2);
+    // a, the refused order of b, and b.
+    assert_eq!(count(&mock, "POST", "/v2/instances").await, 3);
+
+    // Deleted again, and a port not yet opened: now the rules of the remembered group
+    // are refused (404) before anything is ordered.
+    mock.delete_firewall_groups_outside();
+    let mut c_request = request("mngr-c");
+    c_request.ports = vec![22, 8080];
+    let c = client
+        .create_instance(&c_request)
+        .await
+        .expect("a create with a new port after the group was deleted");
+    let (group, rules) = &mock.firewalls()[0];
+    let json = mock.instance_json(c.as_str()).expect("instance");
+    assert_eq!(json["firewall_group_id"], group["id"]);
+    assert_eq!(rule_ports(rules), ["22", "8080"]);
+    assert_eq!(count(&mock, "POST", "/v2/instances").await, 4);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_so_the_create_body_goes_nowhere_else() {
+    let mock = MockVultr::start().await;
+    let elsewhere = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(
+            ResponseTemplate::new(202).set_body_json(serde_json::json!({"instance": {"id": "x"}})),
+        )
+        .mount(&elsewhere)
+        .await;
+    let client = mock.client();
+    for status in [307, 308] {
+        mock.fail_next(
+            "POST",
+            "/v2/instances",
+            1,
+            ResponseTemplate::new(status)
+                .insert_header("location", format!("{}/v2/instances", elsewhere.uri())),
+        )
+        .await;
+        let err = client
+            .create_instance(&request("mngr-redirected"))
+            .await
+            .expect_err("a redirect is an error");
+        assert!(
+            matches!(&err, VpsClientError::Api { status: s, .. } if *s == status),
+            "{err:?}"
+        );
+        mock.fail_next(
+            "GET",
+            "/v2/ssh-keys",
+            1,
+            ResponseTemplate::new(status)
+                .insert_header("location", format!("{}/v2/ssh-keys", elsewhere.uri())),
+        )
+        .await;
+        client
+            .list_ssh_keys()
+            .await
+            .expect_err("a redirect is an error");
+    }
+    let followed = elsewhere.received_requests().await.unwrap_or_default();
+    assert!(
+        followed.is_empty(),
+        "the redirect target was hit (user_data and API key sent there): {:?}",
+        followed
+            .iter()
+            .map(|r| r.url.to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(mock.instance_count(), 0);
 }
 
 #[tokio::test]
@@ -940,8 +1059,7 @@ async fn the_api_key_never_shows_in_logs_errors_or_debug_output() {
         .create_instance(&request("mngr-logged"))
         .await
         .expect("create");
-    client
-        .wait_until_ready(&instance, Duration::from_secs(5))
+    wait_ready(&client, &instance, Duration::from_secs(5))
         .await
         .expect("ready");
     // Errors of every kind.

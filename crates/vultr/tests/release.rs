@@ -1,33 +1,22 @@
 //! Release tier: the whole lifecycle on the real Vultr API. It orders real (billed)
-//! instances for a few minutes, so it runs only when `VULTR_API_KEY` is set, and says it
-//! was skipped otherwise. Never run in CI.
+//! instances for a few minutes, so it is `#[ignore]`d: a normal test run lists it as
+//! skipped, never as passed. Run it on purpose, with a key, never in CI:
 //!
 //! ```sh
-//! VULTR_API_KEY=… cargo nextest run -p vultr --test release --no-capture
+//! VULTR_API_KEY=… cargo nextest run -p vultr --test release --run-ignored ignored-only --no-capture
+//! # or: VULTR_API_KEY=… cargo test -p vultr --test release -- --ignored --nocapture
 //! ```
 //!
+//! Run that way without a key, it fails (it was asked to run and cannot).
 //! Optional: `VULTR_TEST_REGION` (default `ewr`) and `VULTR_TEST_FIREWALL_GROUP` (default
 //! `mngr-release-test`; the group is kept for the next run).
 
 use std::time::Duration;
 
 use vps_client::conformance::{self, ConformanceOptions, SnapshotSupport};
-use vps_client::{VpsClient, VpsClientError, WaitOptions};
+use vps_client::{VpsClient, VpsClientError, WaitOptions, probe_tcp_connect, wait_until_active};
 use vps_primitives::{RegionId, Tag, VpsInstanceId};
 use vultr::{API_KEY_ENV, VultrClient, VultrConfig};
-
-/// The key, or `None` (after saying so) when the release tier is not wanted.
-fn release_key() -> Option<String> {
-    match std::env::var(API_KEY_ENV) {
-        Ok(key) if !key.trim().is_empty() => Some(key),
-        _ => {
-            eprintln!(
-                "SKIPPED: {API_KEY_ENV} is not set; the release test against the real Vultr API did not run"
-            );
-            None
-        }
-    }
-}
 
 fn release_config() -> VultrConfig {
     let mut config = VultrConfig::default();
@@ -42,10 +31,12 @@ fn release_config() -> VultrConfig {
 }
 
 #[tokio::test]
+#[ignore = "orders billed instances on the real Vultr API; run with VULTR_API_KEY=… and --run-ignored ignored-only (see the file's docs)"]
 async fn the_whole_lifecycle_on_real_vultr() {
-    if release_key().is_none() {
-        return;
-    }
+    assert!(
+        std::env::var(API_KEY_ENV).is_ok_and(|key| !key.trim().is_empty()),
+        "{API_KEY_ENV} is not set: the release test against the real Vultr API cannot run"
+    );
     // The key is read from the environment by the client itself.
     let client = VultrClient::new(release_config()).expect("client from VULTR_API_KEY");
     client
@@ -72,7 +63,8 @@ async fn the_whole_lifecycle_on_real_vultr() {
         .unwrap_or_else(|failures| panic!("{failures}"));
     eprintln!("conformance on real Vultr: {report}");
 
-    // Vultr's own readiness (all four fields at once) and the firewall group.
+    // Readiness (Vultr's status is ACTIVE only when all four fields agree) and the
+    // firewall group.
     let mut request = options.base_request.clone();
     request.label = format!("mngr-release-{}", options.run_tag.value());
     request.tags = vec![options.run_tag.clone()];
@@ -90,13 +82,14 @@ async fn readiness_and_addresses(
     id: &VpsInstanceId,
     tag: &Tag,
 ) -> Result<(), VpsClientError> {
-    let ready = client
-        .wait_until_ready(id, Duration::from_secs(600))
-        .await?;
+    let options = WaitOptions::with_timeout(Duration::from_secs(600));
+    let ssh = wait_until_active(client, id, 22, &options, probe_tcp_connect).await?;
+    let ready = client.get_instance(id).await?;
     let address = ready.address.ok_or_else(|| VpsClientError::NotReady {
         id: id.clone(),
         message: "ready without an address".to_owned(),
     })?;
+    assert_eq!(ssh.ip(), address);
     let listed = client.list_instances(Some(tag)).await?;
     assert!(listed.iter().any(|i| i.id == *id), "listed by its tag");
     for port in [22, 2222] {

@@ -124,6 +124,14 @@ fn date() -> &'static str {
     "2026-11-30T05:00:00+00:00"
 }
 
+/// Now, as Vultr writes `date_created` (`2026-11-30T05:00:00+00:00`).
+fn now() -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339 of now");
+    format!("{}+00:00", &now[..19])
+}
+
 impl State {
     fn uuid(&mut self) -> String {
         self.next_id += 1;
@@ -398,7 +406,7 @@ impl State {
         let ip = format!("203.0.113.{}", (self.next_id % 250) + 1);
         let json = json!({
             "id": id, "os": os_name, "ram": ram, "disk": disk, "main_ip": "0.0.0.0",
-            "vcpu_count": vcpus, "region": region, "plan": plan, "date_created": date(),
+            "vcpu_count": vcpus, "region": region, "plan": plan, "date_created": now(),
             "status": "pending", "allowed_bandwidth": 1, "netmask_v4": "",
             "gateway_v4": "0.0.0.0", "power_status": "stopped", "server_status": "none",
             "v6_network": "", "v6_main_ip": "", "v6_network_size": 0, "label": label,
@@ -609,6 +617,12 @@ impl MockVultr {
             .and_then(|i| i.snapshot_id.clone())
     }
 
+    /// Deletes every firewall group behind the client's back, as someone might in the
+    /// Vultr console.
+    pub fn delete_firewall_groups_outside(&self) {
+        lock(&self.state).firewalls.clear();
+    }
+
     /// The firewall groups, each with its rules.
     pub fn firewalls(&self) -> Vec<(Value, Vec<Value>)> {
         lock(&self.state)
@@ -649,7 +663,6 @@ pub fn config_for(base_url: &str) -> VultrConfig {
         retry_max_backoff_secs: 0.02,
         retry_after_max_secs: 5.0,
         max_requests_per_second: 1000.0,
-        ready_poll_interval_secs: 0.01,
         ..VultrConfig::default()
     }
 }
