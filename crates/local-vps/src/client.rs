@@ -360,6 +360,12 @@ impl LocalVpsClient {
             status: self.status_of(c).await,
             tags: tags_from(labels),
             address: c.state.running.then_some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            // `docker inspect`'s `.Created`, RFC 3339 with nanoseconds.
+            created_at: vps_client::time::OffsetDateTime::parse(
+                &c.created,
+                &vps_client::time::format_description::well_known::Rfc3339,
+            )
+            .ok(),
         }
     }
 

@@ -47,6 +47,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::time::Instant;
 use vps_primitives::{
     Backoff, HostId, OsId, PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus,
@@ -354,6 +355,35 @@ async fn finish(
     }
 }
 
+/// How far a provider's clock may be off ours when it stamps a creation time.
+const CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
+
+/// The creation time of an instance made just now is present and plausible: not before
+/// `before_create` and not in the future, give or take [`CLOCK_SKEW`].
+fn check_created_at(
+    check: &'static str,
+    info: &crate::InstanceInfo,
+    before_create: OffsetDateTime,
+) -> Result<(), CheckFailure> {
+    let Some(created_at) = info.created_at else {
+        return Err(fail(
+            check,
+            format!("get_instance({}) has no created_at", info.id),
+        ));
+    };
+    let now = OffsetDateTime::now_utc();
+    if created_at < before_create - CLOCK_SKEW || created_at > now + CLOCK_SKEW {
+        return Err(fail(
+            check,
+            format!(
+                "created_at of {} is {created_at}, not between the create ({before_create}) and now ({now}), give or take a minute",
+                info.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Polls `attempt` until it yields a value, for at most
 /// [`ConformanceOptions::consistency_timeout`] (at least once). `Ok(Err(seen))` means
 /// "not yet, and this is what was seen"; `Err` ends the wait at once.
@@ -514,8 +544,8 @@ pub async fn check_unknown_ids(
     Ok(())
 }
 
-/// Create (with an SSH key), get, status, listed by tag, destroy, destroy again, then
-/// gone from reads and listings.
+/// Create (with an SSH key), get (with a plausible `created_at`), status, listed by tag,
+/// destroy, destroy again, then gone from reads and listings.
 pub async fn check_create_get_destroy(
     client: &dyn VpsClient,
     options: &ConformanceOptions,
@@ -544,6 +574,7 @@ async fn create_get_destroy(
 
     let mut request = options.request("cgd", &[tag(check, "mngr-conformance-check", "cgd")?]);
     request.ssh_key_ids.push(key);
+    let before_create = OffsetDateTime::now_utc();
     let id = created
         .create_instance(check, client, "create_instance", &request)
         .await?;
@@ -571,6 +602,7 @@ async fn create_get_destroy(
             format!("tag {missing} given at create is missing: {:?}", info.tags),
         ));
     }
+    check_created_at(check, &info, before_create)?;
     let fresh = [VpsInstanceStatus::Pending, VpsInstanceStatus::Active];
     if !fresh.contains(&info.status) {
         return Err(fail(

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 use vps_primitives::{SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId};
 
 use crate::{
@@ -176,6 +177,7 @@ impl Default for FakeOptions {
 
 struct FakeInstance {
     request: CreateInstanceRequest,
+    created_at: OffsetDateTime,
     status: VpsInstanceStatus,
     address: IpAddr,
     reads: u32,
@@ -407,6 +409,7 @@ impl FakeVpsClient {
             status: instance.status,
             tags: instance.request.tags.clone(),
             address: has_address.then_some(instance.address),
+            created_at: Some(instance.created_at),
         }
     }
 
@@ -462,6 +465,7 @@ impl VpsClient for FakeVpsClient {
                 id.clone(),
                 FakeInstance {
                     request: request.clone(),
+                    created_at: OffsetDateTime::now_utc(),
                     status: VpsInstanceStatus::Pending,
                     address: IpAddr::V4(Ipv4Addr::new(198, 51, 100, last)),
                     reads: 0,

@@ -68,7 +68,8 @@
 //!         let id = VpsInstanceId::parse(&format!("acme-{}", api.len()))
 //!             .map_err(|e| VpsClientError::InvalidResponse(e.to_string()))?;
 //!         api.push(InstanceInfo { id: id.clone(), label: req.label.clone(),
-//!             status: vps_primitives::VpsInstanceStatus::Pending, tags: req.tags.clone(), address: None });
+//!             status: vps_primitives::VpsInstanceStatus::Pending, tags: req.tags.clone(), address: None,
+//!             created_at: Some(time::OffsetDateTime::now_utc()) });
 //!         Ok(id)
 //!     }
 //!     async fn destroy_instance(&self, id: &VpsInstanceId) -> Result<(), VpsClientError> {
@@ -126,6 +127,8 @@ pub mod conformance;
 #[cfg(feature = "testing")]
 pub mod fake;
 
+/// The `time` crate, whose `OffsetDateTime` is [`InstanceInfo::created_at`]'s type.
+pub use time;
 pub use types::*;
 pub use wait::{WaitOptions, probe_tcp_banner, probe_tcp_connect, wait_until_active};
 

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use time::OffsetDateTime;
+
 use vps_primitives::{
     OsId, PlanId, RegionId, SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId,
 };
@@ -73,6 +75,9 @@ pub struct InstanceInfo {
     pub tags: Vec<Tag>,
     /// Its main IPv4 address, once it has one.
     pub address: Option<IpAddr>,
+    /// When the provider created it (Vultr's `date_created`, a local VPS container's
+    /// creation time), if the provider says; leak cleanup compares it with a cut-off.
+    pub created_at: Option<OffsetDateTime>,
 }
 
 /// The progress of a snapshot.

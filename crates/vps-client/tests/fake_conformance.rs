@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use vps_client::conformance::{self, ConformanceOptions, SnapshotSupport};
 use vps_client::fake::{FakeOptions, FakeVpsClient};
+use vps_client::time::OffsetDateTime;
 use vps_client::{
     CreateInstanceRequest, InstanceInfo, SnapshotInfo, SshKeyInfo, VpsClient, VpsClientError,
     WaitOptions,
@@ -183,6 +184,8 @@ struct Broken {
     unknown_get_is_api_error: bool,
     /// Creates from the OS image whatever the request's snapshot.
     ignores_snapshot: bool,
+    /// Reads return this creation time instead of the real one.
+    created_at: Option<Option<OffsetDateTime>>,
 }
 
 impl Broken {
@@ -193,6 +196,7 @@ impl Broken {
             list_ignores_tag: false,
             unknown_get_is_api_error: false,
             ignores_snapshot: false,
+            created_at: None,
         }
     }
 }
@@ -230,6 +234,12 @@ impl VpsClient for Broken {
                     message: "not found".into(),
                 })
             }
+            Ok(mut info) => {
+                if let Some(at) = self.created_at {
+                    info.created_at = at;
+                }
+                Ok(info)
+            }
             other => other,
         }
     }
@@ -265,6 +275,32 @@ impl VpsClient for Broken {
     }
     async fn list_ssh_keys(&self) -> Result<Vec<SshKeyInfo>, VpsClientError> {
         self.inner.list_ssh_keys().await
+    }
+}
+
+#[tokio::test]
+async fn suite_wants_a_plausible_creation_time() {
+    let hour = vps_client::time::Duration::hours(1);
+    for (created_at, complaint) in [
+        (None, "has no created_at"),
+        (
+            Some(OffsetDateTime::now_utc() - hour),
+            "not between the create",
+        ),
+        (
+            Some(OffsetDateTime::now_utc() + hour),
+            "not between the create",
+        ),
+    ] {
+        let client = Broken {
+            created_at: Some(created_at),
+            ..Broken::new()
+        };
+        let err = conformance::check_create_get_destroy(&client, &fast_options())
+            .await
+            .expect_err("must fail");
+        assert!(err.message.contains(complaint), "{err}");
+        assert_eq!(client.inner.instance_count(), 0, "cleanup after failure");
     }
 }
 

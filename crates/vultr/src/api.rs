@@ -6,6 +6,8 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use vps_client::{InstanceInfo, SnapshotInfo, SnapshotStatus, SshKeyInfo, VpsClientError};
 use vps_primitives::{SshKeyId, Tag, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId};
 
@@ -50,6 +52,9 @@ pub(crate) struct Instance {
     pub(crate) main_ip: String,
     #[serde(default)]
     pub(crate) tags: Vec<String>,
+    /// RFC 3339, e.g. `2026-11-30T05:00:00+00:00`.
+    #[serde(default)]
+    pub(crate) date_created: String,
 }
 
 impl Instance {
@@ -113,12 +118,22 @@ impl Instance {
             .iter()
             .filter_map(|t| t.parse::<Tag>().ok())
             .collect();
+        // An odd date leaves the time unknown rather than failing a whole listing.
+        let created_at = match OffsetDateTime::parse(&self.date_created, &Rfc3339) {
+            Ok(at) => Some(at),
+            Err(_) if self.date_created.is_empty() => None,
+            Err(e) => {
+                tracing::warn!(instance = %id, date_created = %self.date_created, error = %e, "Vultr's date_created is not RFC 3339");
+                None
+            }
+        };
         Ok(InstanceInfo {
             id,
             label: self.label,
             status,
             tags,
             address,
+            created_at,
         })
     }
 }
@@ -298,7 +313,20 @@ mod tests {
             server_status: server.to_owned(),
             main_ip: ip.to_owned(),
             tags: vec![],
+            date_created: String::new(),
         }
+    }
+
+    #[test]
+    fn date_created_is_read_as_rfc_3339() {
+        let mut i = instance("active", "running", "ok", "192.0.2.7");
+        i.date_created = "2026-11-30T05:00:00+00:00".to_owned();
+        let at = i.clone().into_info().expect("info").created_at;
+        assert_eq!(at.map(OffsetDateTime::unix_timestamp), Some(1_796_014_800));
+        i.date_created = "yesterday".to_owned();
+        assert_eq!(i.clone().into_info().expect("info").created_at, None);
+        i.date_created = String::new();
+        assert_eq!(i.into_info().expect("info").created_at, None);
     }
 
     #[test]
