@@ -202,7 +202,10 @@ mod tests {
         assert_eq!(b.with_jitter(f64::NAN).delay_for(0, 1.0), ms(100));
         for (n, pause) in b.delays().take(50).enumerate() {
             let base = b.base_delay(n as u32);
-            assert!(pause <= base && pause >= base / 2, "{n}: {pause:?} of {base:?}");
+            assert!(
+                pause <= base && pause >= base / 2,
+                "{n}: {pause:?} of {base:?}"
+            );
         }
     }
 
