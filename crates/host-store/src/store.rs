@@ -25,7 +25,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Every operation is **one** `docker exec` of a small shell script in the state
 /// container, over the executor (an SSH pool to the VPS, or the local shell); record JSON
 /// travels on stdin and, when read, base64-framed on stdout. Writes are atomic (see
-/// [`script::write_file`]). Every command has a timeout ([`DEFAULT_TIMEOUT`]) and is
+/// the crate docs). Every command has a timeout ([`DEFAULT_TIMEOUT`]) and is
 /// marked idempotent, so a pooled executor may retry it after a dropped connection.
 ///
 /// The store does not cache: every read goes to the VPS.
