@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use vps_client::{InstanceInfo, SnapshotInfo, SnapshotStatus, SshKeyInfo, VpsClientError};
 use vps_primitives::{SshKeyId, VpsInstanceId, VpsInstanceStatus, VpsSnapshotId};
 
@@ -58,6 +60,9 @@ pub(crate) struct Server {
     /// Whether an action is running on it.
     #[serde(default)]
     pub(crate) locked: bool,
+    /// RFC 3339, e.g. `2016-01-30T23:50:00+00:00`.
+    #[serde(default)]
+    pub(crate) created: String,
 }
 
 /// `public_net`; either address may be `null`.
@@ -137,12 +142,22 @@ impl Server {
         let address = self.address();
         let id = VpsInstanceId::parse(&self.id.to_string())
             .map_err(|e| VpsClientError::InvalidResponse(format!("server id: {e}")))?;
+        // An odd date leaves the time unknown rather than failing a whole listing.
+        let created_at = match OffsetDateTime::parse(&self.created, &Rfc3339) {
+            Ok(at) => Some(at),
+            Err(_) if self.created.is_empty() => None,
+            Err(e) => {
+                tracing::warn!(server = %id, created = %self.created, error = %e, "Hetzner's `created` is not RFC 3339");
+                None
+            }
+        };
         Ok(InstanceInfo {
             id,
             label: self.name,
             status,
             tags: tags_of(&self.labels),
             address,
+            created_at,
         })
     }
 }
@@ -350,6 +365,7 @@ mod tests {
     fn server(status: &str, ip: Option<&str>) -> Server {
         serde_json::from_value(json!({
             "id": 42, "name": "mngr-a", "status": status, "locked": false,
+            "created": "2016-01-30T23:50:00+00:00",
             "public_net": {"ipv4": ip.map(|ip| json!({"ip": ip, "blocked": false})), "ipv6": null},
             "labels": {"mngr-provider": "hetzner"}
         }))
@@ -387,6 +403,10 @@ mod tests {
         assert_eq!(info.label, "mngr-a");
         assert_eq!(info.tags.len(), 1);
         assert_eq!(info.address, Some("203.0.113.7".parse().expect("ip")));
+        assert_eq!(
+            info.created_at.map(OffsetDateTime::unix_timestamp),
+            Some(1_454_197_800)
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use support::{DEBIAN_12, MockHetzner, MockOptions};
+use vps_client::WaitOptions;
 use vps_client::conformance::{self, ConformanceOptions, IdFactory, SnapshotSupport};
-use vps_client::{Backoff, WaitOptions};
+use vps_primitives::Backoff;
 use vps_primitives::{OsId, PlanId, RegionId, SshKeyId, VpsInstanceId, VpsSnapshotId};
 
 /// Hetzner ids are integers; these name nothing in the mock (its ids start at 101).
@@ -24,11 +25,7 @@ fn unknown<T: 'static>(parse: fn(&str) -> Result<T, vps_primitives::InvalidValue
 /// Options for the mock: Hetzner's location, type and image, short waits, snapshots that
 /// must complete (the mock's take one action's time), integer unknown ids.
 fn options() -> ConformanceOptions {
-    let fast = Backoff {
-        initial: Duration::from_millis(5),
-        max: Duration::from_millis(50),
-        factor: 2.0,
-    };
+    let fast = Backoff::new(Duration::from_millis(5), Duration::from_millis(50));
     let mut options = ConformanceOptions {
         wait_active: Some(WaitOptions {
             timeout: Duration::from_secs(20),

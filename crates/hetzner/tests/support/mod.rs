@@ -113,6 +113,7 @@ struct MockServerRecord {
     user_data: String,
     ssh_keys: Vec<u64>,
     firewalls: Vec<u64>,
+    created: String,
 }
 
 struct MockImage {
@@ -142,6 +143,13 @@ struct State {
 
 fn date() -> &'static str {
     "2026-12-02T14:00:00+00:00"
+}
+
+/// The time now as the API writes it (RFC 3339).
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| date().to_owned())
 }
 
 fn unix_now() -> f64 {
@@ -318,7 +326,7 @@ impl State {
 
     fn server_json(&self, s: &MockServerRecord) -> Value {
         json!({
-            "id": s.id, "name": s.name, "status": s.status, "created": date(),
+            "id": s.id, "name": s.name, "status": s.status, "created": s.created,
             "public_net": {
                 "ipv4": if s.has_ip { json!({"id": s.id + 1000, "ip": s.ip, "blocked": false, "dns_ptr": "static.example"}) } else { Value::Null },
                 "ipv6": {"id": s.id + 2000, "ip": "2001:db8::/64", "blocked": false, "dns_ptr": []},
@@ -731,6 +739,7 @@ impl State {
             user_data,
             ssh_keys,
             firewalls,
+            created: now_rfc3339(),
         });
         let resources = vec![json!({"id": id, "type": "server"})];
         let d = options.action_duration;
@@ -956,6 +965,7 @@ impl MockHetzner {
                     user_data: String::new(),
                     ssh_keys: Vec::new(),
                     firewalls: Vec::new(),
+                    created: date().to_owned(),
                 });
                 id
             })
