@@ -149,12 +149,8 @@ impl HetznerClient {
         self.wait_action(id, action).await.map(drop)
     }
 
-    /// Waits for an action on server `id`, for at most `action_timeout_secs`.
-    async fn wait_action(
-        &self,
-        id: &VpsInstanceId,
-        action: Action,
-    ) -> Result<Action, VpsClientError> {
+    /// Waits for an action, for at most `action_timeout_secs`.
+    async fn wait_for_action(&self, action: Action) -> Result<Action, ActionWaitError> {
         actions::wait_for(
             &self.http,
             action,
@@ -162,7 +158,16 @@ impl HetznerClient {
             self.config.action_poll_interval(),
         )
         .await
-        .map_err(|e| match e {
+    }
+
+    /// Waits for an action on server `id`; past the deadline, a [`VpsClientError::Timeout`]
+    /// of that server.
+    async fn wait_action(
+        &self,
+        id: &VpsInstanceId,
+        action: Action,
+    ) -> Result<Action, VpsClientError> {
+        self.wait_for_action(action).await.map_err(|e| match e {
             ActionWaitError::Failed(error) => error,
             ActionWaitError::TimedOut { waited, last_seen } => VpsClientError::Timeout {
                 id: id.clone(),
@@ -314,14 +319,7 @@ impl HetznerClient {
                 .await?;
             let started: Vec<Action> = answer.optional_field("actions", &path)?.unwrap_or_default();
             for action in started {
-                actions::wait_for(
-                    &self.http,
-                    action,
-                    self.config.action_timeout(),
-                    self.config.action_poll_interval(),
-                )
-                .await
-                .map_err(|e| match e {
+                self.wait_for_action(action).await.map_err(|e| match e {
                     ActionWaitError::Failed(error) => error,
                     ActionWaitError::TimedOut { last_seen, .. } => VpsClientError::Transient {
                         message: format!("firewall {name}: {last_seen} at the deadline"),

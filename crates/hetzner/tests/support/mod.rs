@@ -517,24 +517,13 @@ impl State {
                         let image = self.images.last().map(|i| self.image_json(i));
                         created(json!({"image": image, "action": action}))
                     }
-                    "poweroff" => {
-                        let action = self.start_action(
-                            "stop_server",
-                            Some(id),
-                            resources,
-                            after,
-                            Effect::ServerOff(id),
-                        );
-                        created(json!({"action": action}))
-                    }
-                    "poweron" => {
-                        let action = self.start_action(
-                            "start_server",
-                            Some(id),
-                            resources,
-                            after,
-                            Effect::ServerRunning(id),
-                        );
+                    "poweroff" | "poweron" => {
+                        let (command, effect) = if *verb == "poweroff" {
+                            ("stop_server", Effect::ServerOff(id))
+                        } else {
+                            ("start_server", Effect::ServerRunning(id))
+                        };
+                        let action = self.start_action(command, Some(id), resources, after, effect);
                         created(json!({"action": action}))
                     }
                     _ => not_found("action"),
