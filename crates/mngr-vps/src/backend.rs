@@ -1,8 +1,9 @@
 //! Builds the provider instance a command uses, from the resolved settings: the local
-//! backend (`local-vps` on this machine's Docker engine) or Vultr.
+//! backend (`local-vps` on this machine's Docker engine), Vultr or Hetzner.
 
 use std::sync::Arc;
 
+use hetzner::{HetznerClient, HetznerConfig};
 use local_vps::{LocalVpsClient, LocalVpsConfig};
 use local_vps_images::{Image, ImageError};
 use vps_client::VpsClient;
@@ -59,6 +60,20 @@ pub async fn provider(
                     resolved.provider, resolved.provider
                 ))
             })?)
+            }
+            Backend::Hetzner => {
+                let config = HetznerConfig::from_toml_table(resolved.backend_table.clone())
+                    .map_err(|e| {
+                        CliError::Usage(format!(
+                            "[providers.{}] in {}: {e}",
+                            resolved.provider,
+                            resolved.paths.config_file().display()
+                        ))
+                    })?;
+                // The client's error names HCLOUD_TOKEN and `api_token` itself.
+                Arc::new(HetznerClient::new(config).map_err(|e| {
+                    CliError::Usage(format!("the Hetzner provider {}: {e}", resolved.provider))
+                })?)
             }
         };
     VpsDockerProvider::new(

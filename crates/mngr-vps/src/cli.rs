@@ -17,11 +17,13 @@ Examples:
   mngr-vps ssh my-agent                    # a shell in the container (OpenSSH, pinned key)
   mngr-vps destroy my-agent --yes
   mngr-vps --provider vultr create big -b --vps-plan=vc2-2c-4gb
+  mngr-vps --provider hetzner create small -b --vps-region=nbg1
 
 Environment:
   MNGR_VPS_HOME      holds config.toml and keys/<provider>/ (default: the XDG directories)
   MNGR_VPS_PROVIDER  the provider instance when --provider is not given
   VULTR_API_KEY      the Vultr API key when the config file has none
+  HCLOUD_TOKEN       the Hetzner Cloud API token when the config file has none
   MNGR_TEST_RUN_ID   label everything the local provider makes with com.imbue.mngr.test-run=<id>
 
 ";
@@ -38,7 +40,7 @@ Environment:
 )]
 pub struct Cli {
     /// The provider instance: `local` (containers on this machine's Docker engine),
-    /// `vultr`, or a `[providers.<name>]` of config.toml.
+    /// `vultr`, `hetzner`, or a `[providers.<name>]` of config.toml.
     #[arg(long, global = true, value_name = "NAME")]
     pub provider: Option<String>,
 

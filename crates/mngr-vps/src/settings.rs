@@ -22,6 +22,8 @@ pub const TEST_RUN_ENV: &str = "MNGR_TEST_RUN_ID";
 pub const TEST_RUN_LABEL: &str = "com.imbue.mngr.test-run";
 /// Vultr's API key variable (read by the `vultr` crate).
 pub const VULTR_KEY_ENV: &str = "VULTR_API_KEY";
+/// Hetzner's API token variable (read by the `hetzner` crate).
+pub const HETZNER_TOKEN_ENV: &str = hetzner::API_TOKEN_ENV;
 
 /// The provider instance used when none is chosen.
 pub const DEFAULT_PROVIDER: &str = "local";
@@ -46,6 +48,8 @@ pub struct Env {
     pub test_run: Option<String>,
     /// Whether `$VULTR_API_KEY` is set and non-empty (its value is never kept here).
     pub vultr_key_set: bool,
+    /// Whether `$HCLOUD_TOKEN` is set and non-empty (its value is never kept here).
+    pub hetzner_token_set: bool,
 }
 
 impl Env {
@@ -63,6 +67,7 @@ impl Env {
             provider: var(PROVIDER_ENV).map(|v| v.to_string_lossy().into_owned()),
             test_run: var(TEST_RUN_ENV).map(|v| v.to_string_lossy().into_owned()),
             vultr_key_set: var(VULTR_KEY_ENV).is_some(),
+            hetzner_token_set: var(HETZNER_TOKEN_ENV).is_some(),
         }
     }
 }
@@ -206,6 +211,8 @@ pub enum Backend {
     Local,
     /// Vultr.
     Vultr,
+    /// Hetzner Cloud.
+    Hetzner,
 }
 
 impl Backend {
@@ -213,15 +220,17 @@ impl Backend {
         match name {
             "local" => Some(Self::Local),
             "vultr" => Some(Self::Vultr),
+            "hetzner" => Some(Self::Hetzner),
             _ => None,
         }
     }
 
-    /// `local` or `vultr`.
+    /// `local`, `vultr` or `hetzner`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Local => "local",
             Self::Vultr => "vultr",
+            Self::Hetzner => "hetzner",
         }
     }
 }
@@ -265,6 +274,8 @@ pub struct Resolved {
     pub file_keys: Vec<String>,
     /// Whether `$VULTR_API_KEY` is set.
     pub vultr_key_env: bool,
+    /// Whether `$HCLOUD_TOKEN` was set.
+    pub hetzner_token_env: bool,
 }
 
 impl fmt::Debug for Resolved {
@@ -315,7 +326,7 @@ pub fn resolve(
     if table.is_none() && Backend::parse(&name).is_none() {
         let defined: Vec<&str> = file_ref.providers.keys().map(String::as_str).collect();
         return Err(CliError::Usage(format!(
-            "no provider named {name:?}: the built-in ones are `local` and `vultr`{}; define others as [providers.{name}] with backend = \"local\" or \"vultr\" in {}",
+            "no provider named {name:?}: the built-in ones are `local`, `vultr` and `hetzner`{}; define others as [providers.{name}] with backend = \"local\", \"vultr\" or \"hetzner\" in {}",
             if defined.is_empty() {
                 String::new()
             } else {
@@ -349,14 +360,14 @@ pub fn resolve(
         .unwrap_or_else(|| name.clone());
     let backend = Backend::parse(&backend_name).ok_or_else(|| {
         CliError::Usage(format!(
-            "[providers.{name}] in {}: backend {backend_name:?} is not known; use backend = \"local\" or \"vultr\"",
+            "[providers.{name}] in {}: backend {backend_name:?} is not known; use backend = \"local\", \"vultr\" or \"hetzner\"",
             paths.config_file().display()
         ))
     })?;
     let allowed: Vec<&str> = match backend {
         Backend::Local => LOCAL_BACKEND_KEYS.to_vec(),
-        // Vultr's own config refuses what it does not know, naming the key.
-        Backend::Vultr => backend_keys,
+        // The cloud backends' own configs refuse what they do not know, naming the key.
+        Backend::Vultr | Backend::Hetzner => backend_keys,
     };
     let (mut config, backend_table) =
         VpsDockerProviderConfig::from_toml_table(&table, &allowed).map_err(bad_table)?;
@@ -376,6 +387,21 @@ pub fn resolve(
         }
         if !set("default_os_id") {
             config.default_os_id = local.os_id;
+        }
+        config.validate().map_err(bad_table)?;
+    }
+    if backend == Backend::Hetzner {
+        // Vultr's region, plan and OS ids mean nothing to Hetzner: its own defaults.
+        let set = |key: &str| file_keys.iter().any(|k| k == key);
+        let defaults = hetzner::HetznerConfig::default();
+        if !set("default_region") {
+            config.default_region = defaults.default_region.to_string();
+        }
+        if !set("default_plan") {
+            config.default_plan = defaults.default_plan.to_string();
+        }
+        if !set("default_os_id") {
+            config.default_os_id = defaults.default_os_id.0;
         }
         config.validate().map_err(bad_table)?;
     }
@@ -406,6 +432,7 @@ pub fn resolve(
         test_run: env.test_run.clone(),
         file_keys,
         vultr_key_env: env.vultr_key_set,
+        hetzner_token_env: env.hetzner_token_set,
     })
 }
 
@@ -481,6 +508,10 @@ impl Resolved {
                 && matches!(key, "default_image" | "state_image" | "default_os_id")
             {
                 Origin::BackendDefault("local")
+            } else if self.backend == Backend::Hetzner
+                && matches!(key, "default_region" | "default_plan" | "default_os_id")
+            {
+                Origin::BackendDefault("hetzner")
             } else {
                 Origin::Default
             };
@@ -501,20 +532,25 @@ impl Resolved {
                     );
                 }
             }
-            Backend::Vultr => {
-                let (value, origin) = if self.backend_table.contains_key("api_key") {
+            Backend::Vultr | Backend::Hetzner => {
+                // The secret's key and variable; its value is never shown.
+                let (secret, env_name, env_set) = match self.backend {
+                    Backend::Hetzner => ("api_token", HETZNER_TOKEN_ENV, self.hetzner_token_env),
+                    _ => ("api_key", VULTR_KEY_ENV, self.vultr_key_env),
+                };
+                let (value, origin) = if self.backend_table.contains_key(secret) {
                     ("<set, hidden>".to_owned(), Origin::ConfigFile)
-                } else if self.vultr_key_env {
-                    ("<set, hidden>".to_owned(), Origin::Env(VULTR_KEY_ENV))
+                } else if env_set {
+                    ("<set, hidden>".to_owned(), Origin::Env(env_name))
                 } else {
                     (
-                        format!("<unset: set {VULTR_KEY_ENV} or api_key>"),
+                        format!("<unset: set {env_name} or {secret}>"),
                         Origin::Default,
                     )
                 };
-                push(format!("{prefix}.api_key"), value, origin);
+                push(format!("{prefix}.{secret}"), value, origin);
                 for (key, value) in &self.backend_table {
-                    if key != "api_key" {
+                    if key != secret {
                         push(
                             format!("{prefix}.{key}"),
                             show_toml(value),
@@ -709,5 +745,46 @@ mod tests {
             shown.contains("providers.vultr.api_key <set, hidden>"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn hetzner_is_a_backend_with_its_own_defaults_and_a_hidden_token() {
+        let env = env_home("/tmp/h");
+        let r = resolve_with(
+            &env,
+            "[providers.cloud]\nbackend = \"hetzner\"\napi_token = \"very-secret\"\nfirewall = \"fw\"\n",
+            Some("cloud"),
+        )
+        .expect("hetzner");
+        assert_eq!(r.backend, Backend::Hetzner);
+        assert_eq!(r.config.default_region, "fsn1");
+        assert_eq!(r.config.default_plan, "cx22");
+        assert_eq!(r.config.default_os_id, hetzner::DEBIAN_12_X86_IMAGE_ID);
+        assert!(r.backend_table.contains_key("firewall"));
+        let settings = r.settings();
+        let shown: String = settings
+            .iter()
+            .map(|s| format!("{} {}\n", s.key, s.value))
+            .collect();
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(
+            shown.contains("providers.cloud.api_token <set, hidden>"),
+            "{shown}"
+        );
+        let region = settings
+            .iter()
+            .find(|s| s.key == "providers.cloud.default_region")
+            .expect("shown");
+        assert_eq!(region.origin, Origin::BackendDefault("hetzner"));
+        // The built-in name works without a table; a file value wins over the default.
+        let r = resolve_with(&env, "", Some("hetzner")).expect("built in");
+        assert_eq!(r.backend, Backend::Hetzner);
+        let r = resolve_with(
+            &env,
+            "[providers.hetzner]\ndefault_region = \"nbg1\"\n",
+            Some("hetzner"),
+        )
+        .expect("file value");
+        assert_eq!(r.config.default_region, "nbg1");
     }
 }
