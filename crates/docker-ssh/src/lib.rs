@@ -109,16 +109,16 @@ mod upload;
 mod wait;
 
 pub use command::{Command, CommandBody, ExitStatus, Output, OutputStream, REDACTED};
-// Of the output parsers, only two are public: `is_no_such_object` classifies a failed
-// `docker exec` (host-store tells a missing state container by it), and `parse_load` is
-// used by local-vps for its hand-built `docker save | docker load` until that moves into
-// `Docker`. The others are internals of the `Docker` methods.
+// Of the output parsers, only `is_no_such_object` is public: it classifies a failed
+// `docker exec` (host-store tells a missing state container by it). The others are
+// internals of the `Docker` methods (`copy_image_to` replaced the hand-built
+// `docker save | docker load` that needed `parse_load`).
 pub use docker::{
     BUILD_TIMEOUT, BuildContext, BuildOptions, CommitOptions, ContainerConfig, ContainerInfo,
     ContainerState, DEFAULT_TIMEOUT, Docker, DockerCli, DockerError, EXEC_TIMEOUT, ExecOptions,
     ImageTransfer, ImageTransferError, NetworkSettings, ObjectKind, PULL_TIMEOUT, ParseError,
     PortBinding, PortMapping, Protocol, PsEntry, PsFilter, PullPolicy, RUN_TIMEOUT, Removed,
-    RestartPolicy, RunOptions, STOP_MARGIN, VolumeInfo, VolumeMount, is_no_such_object, parse_load,
+    RestartPolicy, RunOptions, STOP_MARGIN, VolumeInfo, VolumeMount, is_no_such_object,
 };
 pub use error::{ExecError, SshError};
 pub use executor::{ExecIo, Executor, LineCallback, check_output};

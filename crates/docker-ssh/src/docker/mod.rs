@@ -19,11 +19,12 @@ pub use cli::{
 };
 pub use parse::{
     ContainerConfig, ContainerInfo, ContainerState, NetworkSettings, ParseError, PortBinding,
-    PsEntry, VolumeInfo, is_no_such_object, parse_load,
+    PsEntry, VolumeInfo, is_no_such_object,
 };
 use parse::{
     is_name_conflict, parse_bool, parse_build_image_id, parse_container_id,
-    parse_container_inspect, parse_image_id, parse_lines, parse_ps, parse_volume_inspect,
+    parse_container_inspect, parse_image_id, parse_lines, parse_load, parse_ps,
+    parse_volume_inspect,
 };
 pub use transfer::{ImageTransfer, ImageTransferError};
 

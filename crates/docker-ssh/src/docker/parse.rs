@@ -267,7 +267,7 @@ pub(crate) fn parse_container_inspect(stdout: &str) -> Result<Vec<ContainerInfo>
 
 /// The image references `docker load` reports (`Loaded image: name:tag` or `Loaded image
 /// ID: sha256:…`).
-pub fn parse_load(stdout: &str) -> Vec<String> {
+pub(crate) fn parse_load(stdout: &str) -> Vec<String> {
     stdout
         .lines()
         .filter_map(|l| {
