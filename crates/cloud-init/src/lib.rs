@@ -80,6 +80,10 @@ pub struct CloudConfig {
     /// Refresh the package lists even when no package is installed (cloud-init refreshes
     /// them anyway when [`CloudConfig::packages`] is not empty). Default: `false`.
     pub package_update: bool,
+    /// Let cloud-init set the VPS's locale (its `locale` module, which runs `locale-gen`:
+    /// 1.6 s of a 3 s cloud-init on a fresh Debian 12). Default: `false`, rendered as
+    /// `locale: false`: the VPS only runs sshd and Docker, and the container has its own.
+    pub configure_locale: bool,
     /// Packages to install from the distribution.
     pub packages: Vec<PackageName>,
     /// What to do about Docker. Default: [`DockerSetup::InstallIfMissing`].
@@ -107,6 +111,7 @@ impl CloudConfig {
             host_key,
             authorized_keys: Vec::new(),
             package_update: false,
+            configure_locale: false,
             packages: Vec::new(),
             docker: DockerSetup::InstallIfMissing,
             sshd_limits: Some(SshdLimits::default()),

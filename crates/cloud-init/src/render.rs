@@ -196,6 +196,11 @@ impl CloudConfig {
         // Root logs in with a key (as upstream does); no passwords anywhere.
         doc.insert("disable_root".into(), false.into());
         doc.insert("ssh_pwauth".into(), false.into());
+        if !self.configure_locale {
+            // cloud-init's `locale` module skips itself when the value reads as false;
+            // the schema of 22.x takes only a string here.
+            doc.insert("locale".into(), "false".into());
+        }
         // Only our pinned key: the image's keys are deleted, and nothing else is
         // generated (cloud-init generates none when `ssh_keys` is given; the list is the
         // smallest valid one in case it ever did).

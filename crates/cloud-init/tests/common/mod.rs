@@ -40,6 +40,7 @@ pub fn variants() -> Vec<(&'static str, CloudConfig)> {
             .expect("valid"),
     ];
     full.package_update = true;
+    full.configure_locale = true;
     full.packages = vec![
         PackageName::parse("jq").expect("valid"),
         PackageName::parse("rsync=3.2.7-1").expect("valid"),
