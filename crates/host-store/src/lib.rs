@@ -52,7 +52,8 @@
 //! - [`HostRecord`] and [`AgentRecord`] are the typed records. Unknown fields (from a
 //!   newer version) are kept and written back.
 //! - [`HostStore`] reads, writes (atomically), deletes and lists them, each in one
-//!   `docker exec` over any [`docker_ssh::Executor`].
+//!   round trip over any [`docker_ssh::Executor`]: writes and deletes as a `docker exec`
+//!   in the state container, reads on the VPS from the state volume's mount point.
 //!
 //! # What it is not for
 //!

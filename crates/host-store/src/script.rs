@@ -122,25 +122,59 @@ scan_dir() {
 }
 "#;
 
-fn list_script(state_dir: &str, body: &str) -> String {
+/// A listing of the directory the shell word `dir` names (a quoted path, or an expansion
+/// such as [`VOLUME_STATE_DIR`]).
+fn list_script(dir: &str, body: &str) -> String {
     format!(
         "{LIST_FUNCTIONS}echo {header}\nif cd {dir} 2>/dev/null; then\n{body}fi\necho {end}\n",
         header = quote(LIST_HEADER),
-        dir = quote(state_dir),
         end = quote(LIST_END),
+    )
+}
+
+/// The host_state directory as a shell word in a script of [`read_on_vps`]: under the
+/// state volume's mount point, which its prelude puts in `$mngr_state`.
+const VOLUME_STATE_DIR: &str = "\"$mngr_state\"/host_state";
+
+/// A read-only script run on the VPS itself rather than in the state container: it finds
+/// the state volume's mount point (`docker volume inspect`) and reads the records there,
+/// which spares the read a `docker exec` (on a small VPS the costliest part of it: a
+/// runtime exec of hundreds of milliseconds of CPU). Where the mount point cannot be read
+/// (the executor's user is not root), the same listing runs in the state container.
+/// `listing(dir)` makes the listing of the shell word `dir`. A missing volume fails with
+/// Docker's "No such volume" on stderr.
+pub(crate) fn read_on_vps(container: &str, listing: impl Fn(&str) -> String) -> String {
+    let name = quote(container);
+    let here = listing(VOLUME_STATE_DIR);
+    let there = listing(&quote(HOST_STATE_DIR));
+    format!(
+        "mngr_state=$(docker volume inspect --format '{{{{.Mountpoint}}}}' {name}) || exit 3\n\
+         if [ -d \"$mngr_state\" ] && [ -r \"$mngr_state\" ] && [ -x \"$mngr_state\" ]; then\n\
+         {here}\
+         else\n\
+         exec docker exec -i {name} sh -c {there}\n\
+         fi\n",
+        there = quote(&there),
     )
 }
 
 /// Lists every host record and every agent record in one run: `host_state/*` (files as
 /// records, directories as agent directories, one level deep).
+#[cfg(test)]
 pub fn list_all() -> String {
     list_all_in(HOST_STATE_DIR)
 }
 
 /// [`list_all`] of another directory.
+#[cfg(test)]
 pub(crate) fn list_all_in(state_dir: &str) -> String {
+    list_all_at(&quote(state_dir))
+}
+
+/// [`list_all`] of the directory the shell word `dir` names.
+pub(crate) fn list_all_at(dir: &str) -> String {
     list_script(
-        state_dir,
+        dir,
         r#"for e in *; do
   [ -e "$e" ] || [ -L "$e" ] || continue
   case "$e" in *[!A-Za-z0-9._-]*) echo U; continue ;; esac
@@ -151,30 +185,44 @@ done
 }
 
 /// Reads one host record (prints nothing between header and end if there is none).
+#[cfg(test)]
 pub fn read_host_record(host: &HostId) -> String {
     read_host_record_in(HOST_STATE_DIR, host)
 }
 
 /// [`read_host_record`] in another directory.
+#[cfg(test)]
 pub(crate) fn read_host_record_in(state_dir: &str, host: &HostId) -> String {
+    read_host_record_at(&quote(state_dir), host)
+}
+
+/// [`read_host_record`] in the directory the shell word `dir` names.
+pub(crate) fn read_host_record_at(dir: &str, host: &HostId) -> String {
     let file = quote(&format!("{host}.json")).into_owned();
     list_script(
-        state_dir,
+        dir,
         &format!("if [ -e {file} ] || [ -L {file} ]; then entry {file}; fi\n"),
     )
 }
 
 /// Lists the agent records of one host.
+#[cfg(test)]
 pub fn list_agents(host: &HostId) -> String {
     list_agents_in(HOST_STATE_DIR, host)
 }
 
 /// [`list_agents`] in another directory.
+#[cfg(test)]
 pub(crate) fn list_agents_in(state_dir: &str, host: &HostId) -> String {
-    let dir = quote(host.as_str()).into_owned();
+    list_agents_at(&quote(state_dir), host)
+}
+
+/// [`list_agents`] in the directory the shell word `dir` names.
+pub(crate) fn list_agents_at(dir: &str, host: &HostId) -> String {
+    let sub = quote(host.as_str()).into_owned();
     list_script(
-        state_dir,
-        &format!("if [ -d {dir} ] && [ ! -L {dir} ]; then scan_dir {dir}; fi\n"),
+        dir,
+        &format!("if [ -d {sub} ] && [ ! -L {sub} ]; then scan_dir {sub}; fi\n"),
     )
 }
 

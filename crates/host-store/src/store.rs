@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use docker_ssh::{Docker, ExecOptions, Executor, Output, is_no_such_object};
+use docker_ssh::{Command, Docker, ExecOptions, Executor, Output, is_no_such_object};
 use tracing::Instrument;
 use vps_primitives::{AgentId, HostId};
 
@@ -22,10 +22,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Host and agent records in the state container of one VPS.
 ///
-/// Every operation is **one** `docker exec` of a small shell script in the state
-/// container, over the executor (an SSH pool to the VPS, or the local shell); record JSON
-/// travels on stdin and, when read, base64-framed on stdout. Writes are atomic (see
-/// the crate docs). Every command has a timeout ([`DEFAULT_TIMEOUT`]) and is
+/// Every operation is **one** small shell script: a write or delete as a `docker exec` in
+/// the state container; a read on the VPS itself, from the state volume's mount point
+/// (falling back to a `docker exec` where that is not readable), over the executor (an
+/// SSH pool to the VPS, or the local shell). Record JSON travels on stdin and, when read,
+/// base64-framed on stdout. Writes are atomic (see the crate docs). Every command has a timeout ([`DEFAULT_TIMEOUT`]) and is
 /// marked idempotent, so a pooled executor may retry it after a dropped connection.
 ///
 /// The store does not cache: every read goes to the VPS.
@@ -96,10 +97,22 @@ impl HostStore {
             opts = opts.stdin(bytes);
         }
         let cmd = self.docker.cli().exec(&opts);
+        self.run_command(action, &cmd).await
+    }
+
+    /// Runs a read-only script on the VPS itself ([`script::read_on_vps`]): the state
+    /// volume read at its mount point, without a `docker exec`.
+    async fn run_on_vps(&self, action: &str, script: String) -> Result<Output, StoreError> {
+        let cmd = Command::script(script).timeout(self.timeout).idempotent();
+        self.run_command(action, &cmd).await
+    }
+
+    /// Runs `cmd`; errors unless it exits 0, naming what is missing or stopped.
+    async fn run_command(&self, action: &str, cmd: &Command) -> Result<Output, StoreError> {
         let out = self
             .docker
             .executor()
-            .run(&cmd)
+            .run(cmd)
             .await
             .map_err(|source| StoreError::Exec {
                 target: self.target(),
@@ -129,8 +142,15 @@ impl HostStore {
         })
     }
 
-    async fn list_raw(&self, action: &str, script: String) -> Result<Vec<RawEntry>, StoreError> {
-        let out = self.run(action, script, None).await?;
+    /// Reads entries with the listing `listing(dir)` makes for a directory (a shell word),
+    /// run on the VPS against the state volume ([`script::read_on_vps`]).
+    async fn list_raw(
+        &self,
+        action: &str,
+        listing: impl Fn(&str) -> String,
+    ) -> Result<Vec<RawEntry>, StoreError> {
+        let script = script::read_on_vps(self.container.as_str(), listing);
+        let out = self.run_on_vps(action, script).await?;
         parse_raw(&out.stdout).map_err(|e| StoreError::Protocol {
             target: self.target(),
             container: self.container.to_string(),
@@ -177,10 +197,9 @@ impl HostStore {
         span.record("host_id", tracing::field::display(id));
         async {
             let entries = self
-                .list_raw(
-                    &format!("reading the record of {id}"),
-                    script::read_host_record(id),
-                )
+                .list_raw(&format!("reading the record of {id}"), |dir| {
+                    script::read_host_record_at(dir, id)
+                })
                 .await?;
             let corrupt = |detail: String| StoreError::CorruptRecord {
                 target: self.target(),
@@ -261,7 +280,7 @@ impl HostStore {
     pub async fn list(&self) -> Result<Listing, StoreError> {
         let span = self.span("list");
         async {
-            let entries = self.list_raw("listing host records", script::list_all()).await?;
+            let entries = self.list_raw("listing host records", script::list_all_at).await?;
             let listing = interpret_all(entries);
             for skipped in &listing.skipped {
                 tracing::warn!(entry = %skipped, dir = HOST_STATE_DIR, "skipped an entry of the state directory");
@@ -306,10 +325,9 @@ impl HostStore {
         span.record("host_id", tracing::field::display(host));
         async {
             let entries = self
-                .list_raw(
-                    &format!("listing the agents of {host}"),
-                    script::list_agents(host),
-                )
+                .list_raw(&format!("listing the agents of {host}"), |dir| {
+                    script::list_agents_at(dir, host)
+                })
                 .await?;
             let listing = interpret_agents(entries);
             for skipped in &listing.skipped {

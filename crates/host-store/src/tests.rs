@@ -414,6 +414,12 @@ fn snapshot_scripts() {
     insta::assert_snapshot!("script_list_all", script::list_all());
     insta::assert_snapshot!("script_read_host_record", script::read_host_record(&h));
     insta::assert_snapshot!("script_list_agents", script::list_agents(&h));
+    insta::assert_snapshot!(
+        "script_read_on_vps",
+        script::read_on_vps("mngr-docker-state-x", |dir| script::read_host_record_at(
+            dir, &h
+        ))
+    );
     insta::assert_snapshot!("script_delete_host", script::delete_host(&h));
     insta::assert_snapshot!("script_remove_agent", script::remove_agent(&h, &a));
     insta::assert_snapshot!("script_probe_tools", script::probe_tools());
@@ -773,4 +779,61 @@ fn sh_probe_reports_missing_tools() {
             .collect::<Vec<_>>(),
         script::REQUIRED_TOOLS
     );
+}
+
+/// `read_on_vps` with a fake `docker` on PATH: it reads the volume's mount point when it
+/// can, falls back to `docker exec` in the state container when it cannot, and fails when
+/// the volume is missing.
+#[test]
+fn sh_read_on_vps_reads_the_volume_or_falls_back_to_the_container() {
+    use std::os::unix::fs::PermissionsExt;
+    let sh = Sh::new();
+    let id = host_id();
+    assert!(sh.write("", &format!("{id}.json"), b"{}").status.success());
+    let bin = tempfile::tempdir().expect("bin dir");
+    let fake = |mountpoint: &str| {
+        let path = bin.path().join("docker");
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\ncase \"$1 $2\" in\n  'volume inspect') [ \"$5\" = mngr-docker-state-x ] || {{ echo 'Error: No such volume' >&2; exit 1; }}; echo {mountpoint} ;;\n  'exec -i') echo \"EXEC $3\" ;;\nesac\n"
+            ),
+        )
+        .expect("fake docker");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    let run = |container: &str| {
+        let script = script::read_on_vps(container, |dir| script::read_host_record_at(dir, &id));
+        let path = format!(
+            "{}:{}",
+            bin.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", path)
+            .output()
+            .expect("sh runs")
+    };
+    // Readable: the record comes from the mount point, with no docker exec.
+    fake(&sh.dir.path().display().to_string());
+    let out = run("mngr-docker-state-x");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(parse_raw(&out.stdout).expect("protocol").len(), 1);
+    // Not readable (not root): the same listing in the state container.
+    fake("/nonexistent/mngr-test");
+    let out = run("mngr-docker-state-x");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "EXEC mngr-docker-state-x"
+    );
+    // No such volume: Docker's error, and a failure.
+    let out = run("mngr-docker-state-y");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such volume"));
 }

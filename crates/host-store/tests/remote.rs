@@ -129,7 +129,21 @@ async fn state_container_is_created_once_under_races_and_restarted() {
         .expect("write");
     bed.sh(&quote_argv(["docker", "stop", "-t", "5", &name]))
         .await;
-    let err = store.read_host_record(&id).await.expect_err("stopped");
+    // Reads go to the volume itself, so they work while the container is stopped...
+    let read = store
+        .read_host_record(&id)
+        .await
+        .expect("read while stopped");
+    assert_eq!(read.as_ref().map(|r| r.host_id()), Some(&id));
+    assert_eq!(
+        store.list().await.expect("list while stopped").hosts.len(),
+        1
+    );
+    // ...while a write, which runs in the container, says it is stopped.
+    let err = store
+        .write_host_record(&record(&id, 2, 20))
+        .await
+        .expect_err("stopped");
     assert!(
         matches!(err, StoreError::StateContainerStopped { .. }),
         "{err}"
