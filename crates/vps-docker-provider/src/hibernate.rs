@@ -35,7 +35,7 @@ use crate::error::{ProviderError, StepError};
 use crate::host::{Host, HostInfo, HostStatus};
 use crate::plan;
 use crate::provider::{
-    InstanceOrder, VpsChoice, VpsDockerProvider, connect_until, record_container,
+    InstanceOrder, VpsChoice, VpsDockerProvider, connect_until, record_container, wait_cloud_init,
 };
 use crate::rollback::{Rollback, Undo};
 use crate::step::{Cancel, Phases, Progress, Step, run_step};
@@ -575,6 +575,10 @@ impl VpsDockerProvider {
                 cancel,
             )
             .await?;
+        step!(
+            Step::WaitCloudInit,
+            wait_cloud_init(&vps, self.inner.config.docker_install())
+        );
         let vps_exec: Arc<dyn Executor> = Arc::new(vps.clone());
         let docker = Docker::new(vps_exec.clone());
 

@@ -96,13 +96,21 @@ pub fn sshd_config() -> String {
          MaxStartups 100:30:200\n\
          PidFile /run/mngr-sshd.pid\n\
          PrintMotd no\n\
+         LogLevel VERBOSE\n\
          AcceptEnv LANG LC_*\n\
          Subsystem sftp internal-sftp\n"
     )
 }
 
+/// The container sshd's log. At `LogLevel VERBOSE` sshd writes a `Starting session:` line
+/// for every session (a login, each command over a pooled connection), and only after the
+/// client authenticated: the activity watcher counts these lines as SSH activity, so no
+/// program runs per session (an `sshrc` would cost a shell and two more processes on every
+/// command) and a port scanner's attempts count for nothing.
+pub const SSHD_LOG: &str = "/var/log/mngr-sshd.log";
+
 /// Starts the container's sshd unless it runs; idempotent, with its output redirected so a
-/// `docker exec` that runs it returns at once.
+/// `docker exec` that runs it returns at once. A new sshd starts a new [`SSHD_LOG`].
 pub fn start_sshd_script() -> String {
     format!(
         "#!/bin/sh\n\
@@ -111,7 +119,8 @@ pub fn start_sshd_script() -> String {
          if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then exit 0; fi\n\
          if [ ! -x /usr/sbin/sshd ]; then echo 'mngr: /usr/sbin/sshd is not installed' >&2; exit 3; fi\n\
          mkdir -p /run/sshd\n\
-         exec /usr/sbin/sshd -f {MNGR_ETC}/sshd_config -E /var/log/mngr-sshd.log </dev/null >/dev/null 2>&1\n"
+         : > {SSHD_LOG}\n\
+         exec /usr/sbin/sshd -f {MNGR_ETC}/sshd_config -E {SSHD_LOG} </dev/null >/dev/null 2>&1\n"
     )
 }
 
@@ -160,8 +169,10 @@ pub fn idle_env(
 }
 
 /// The activity watcher (POSIX sh, started by the entrypoint): every `CHECK_INTERVAL`
-/// seconds it takes the newest modification time of the activity files of the configured
-/// sources (`activity/{boot,user,ssh}` of the host, `agents/*/activity/{create,start,agent,process}`
+/// seconds it first touches `activity/ssh` if sshd started sessions since the last check
+/// (the `Starting session:` lines of [`SSHD_LOG`], which it empties past 1 MiB), then takes
+/// the newest modification time of the activity files of the configured sources
+/// (`activity/{boot,user,ssh}` of the host, `agents/*/activity/{create,start,agent,process}`
 /// of its agents, on the host volume), and when that is `IDLE_TIMEOUT` seconds old, or the
 /// host is older than `MAX_AGE` since boot, it stops the container (SIGUSR1 to PID 1).
 /// A `host_lock` file pauses it.
@@ -170,10 +181,21 @@ pub fn activity_watcher_script() -> String {
         r#"#!/bin/sh
 # mngr-vps activity watcher: stops the container when it is idle.
 hd={HOST_VOLUME_MOUNT}
+log={SSHD_LOG}
+sessions=0
 while :; do
   CHECK_INTERVAL=15
   [ -f {MNGR_ETC}/idle.env ] && . {MNGR_ETC}/idle.env
   sleep "$CHECK_INTERVAL"
+  n=$(grep -c 'Starting session:' "$log" 2>/dev/null || true)
+  n=${{n:-0}}
+  if [ "$n" -ne "$sessions" ]; then
+    mkdir -p "$hd/activity" && touch "$hd/activity/ssh"
+  fi
+  sessions=$n
+  if [ "$(stat -c %s "$log" 2>/dev/null || echo 0)" -gt 1048576 ]; then
+    : > "$log"; sessions=0
+  fi
   [ -e "$hd/host_lock" ] && continue
   now=$(date +%s)
   boot=$(stat -c %Y "$hd/activity/boot" 2>/dev/null || echo "$now")
@@ -200,13 +222,6 @@ while :; do
   fi
 done
 "#
-    )
-}
-
-/// Run by sshd for every session (`/etc/ssh/sshrc`): an SSH login or command is activity.
-pub fn sshrc_script() -> String {
-    format!(
-        "#!/bin/sh\nmkdir -p {HOST_VOLUME_MOUNT}/activity 2>/dev/null; touch {HOST_VOLUME_MOUNT}/activity/ssh 2>/dev/null\nexit 0\n"
     )
 }
 
@@ -331,14 +346,6 @@ pub fn container_files_tar(
         let path = format!("{}/{name}", MNGR_ETC.trim_start_matches('/'));
         builder.append_data(&mut h, path, content.as_bytes())?;
     }
-    let sshrc = sshrc_script();
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o755);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_size(sshrc.len() as u64);
-    builder.append_data(&mut h, "etc/ssh/sshrc", sshrc.as_bytes())?;
     builder.into_inner()
 }
 
@@ -382,7 +389,6 @@ mod tests {
         );
         insta::assert_snapshot!("cloud_init_wait", cloud_init_wait_script());
         insta::assert_snapshot!("activity_watcher", activity_watcher_script());
-        insta::assert_snapshot!("sshrc", sshrc_script());
         insta::assert_snapshot!(
             "idle_env",
             idle_env(
@@ -422,8 +428,10 @@ mod tests {
         assert_eq!(modes["etc/mngr/ssh_host_ed25519_key"], 0o600);
         assert_eq!(modes["etc/mngr/authorized_keys"], 0o600);
         assert_eq!(modes["etc/mngr/entrypoint.sh"], 0o755);
-        assert_eq!(modes["etc/ssh/sshrc"], 0o755);
-        assert_eq!(modes.len(), 10);
+        // The directory and its eight files; nothing outside /etc/mngr (no sshrc: the
+        // user's image keeps its own).
+        assert_eq!(modes.len(), 9, "{modes:?}");
+        assert!(modes.keys().all(|p| p.starts_with("etc/mngr")), "{modes:?}");
     }
 
     #[test]

@@ -424,7 +424,11 @@ impl VpsDockerProvider {
         }
         let docker = Docker::new(vps_exec.clone());
 
-        step!(Step::Image, async {
+        // cloud-init goes on while the images are copied: only a container needs it done
+        // (its metadata block must be in place before one runs). A build runs containers,
+        // so it comes after.
+        let transfer = async {
+            wait_for_docker(&docker, Instant::now() + config.docker_install()).await?;
             ensure_image(&docker, &config.state_image, Step::Image, progress).await?;
             match (plan.origin, plan.build) {
                 (Some(origin), _) => {
@@ -436,13 +440,12 @@ impl VpsDockerProvider {
                         crate::transfer::copy_image(&origin.docker, &docker, plan.image).await?;
                     }
                 }
-                (None, Some(build)) => {
+                (None, Some(_)) => {
                     if let Some(base) = &plan.request.image
                         && *base != config.state_image
                     {
                         ensure_image(&docker, base, Step::Image, progress).await?;
                     }
-                    crate::build::build_on_vps(&docker, build, id, plan.image, progress).await?;
                 }
                 (None, None) if config.state_image != plan.image => {
                     ensure_image(&docker, plan.image, Step::Image, progress).await?;
@@ -450,7 +453,35 @@ impl VpsDockerProvider {
                 (None, None) => {}
             }
             Ok(())
-        });
+        };
+        let (mut cloud_phases, mut image_phases) = (Phases::default(), Phases::default());
+        let settled = tokio::try_join!(
+            async {
+                let wait = wait_cloud_init(&vps, config.docker_install());
+                run_step(
+                    Step::WaitCloudInit,
+                    progress,
+                    cancel,
+                    &mut cloud_phases,
+                    wait,
+                )
+                .await
+                .map_err(|e| (Step::WaitCloudInit, e))
+            },
+            async {
+                run_step(Step::Image, progress, cancel, &mut image_phases, transfer)
+                    .await
+                    .map_err(|e| (Step::Image, e))
+            },
+        );
+        phases.0.extend(cloud_phases.0);
+        phases.0.extend(image_phases.0);
+        settled?;
+        if let (None, Some(build)) = (plan.origin, plan.build) {
+            step!(Step::Image, async {
+                crate::build::build_on_vps(&docker, build, id, plan.image, progress).await
+            });
+        }
 
         let store = step!(Step::StateContainer, async {
             let (store, _) = HostStore::ensure(vps_exec.clone(), &self.state_spec()?).await?;
@@ -634,9 +665,10 @@ impl VpsDockerProvider {
     }
 
     /// Brings up a just-ordered VPS (a create's, or a wake's from a snapshot): waits until
-    /// it is active and greets, connects pinned to `first_host_key` (the user_data's), waits
-    /// for cloud-init and Docker, rotates the host key, pins the new one and reconnects.
-    /// Returns the VPS's SSH address, the pinned pool and the rotated key.
+    /// it is active and greets, connects pinned to `first_host_key` (the user_data's),
+    /// rotates the host key, pins the new one and reconnects. Returns the VPS's SSH
+    /// address, the pinned pool and the rotated key. cloud-init may still be running: the
+    /// caller waits for it ([`wait_cloud_init`]) before any container starts.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn boot_vps(
         &self,
@@ -677,11 +709,9 @@ impl VpsDockerProvider {
             connect_until(&first_pool, Instant::now() + config.ssh_connect()).await
         });
 
-        step!(
-            Step::WaitCloudInit,
-            wait_cloud_init(&first_pool, config.docker_install())
-        );
-
+        // At once, before cloud-init is done: that our pinned key answered proves
+        // cloud-init's ssh module has installed the host keys, and nothing after it
+        // touches them.
         let rotated = step!(Step::RotateHostKey, async {
             let rotated = generate_ed25519().map_err(crate::keys::KeyStoreError::from)?;
             let public = public_key_line(rotated.public_key());
@@ -1419,6 +1449,26 @@ pub(crate) async fn wait_cloud_init(pool: &SshPool, timeout: Duration) -> Result
                     return Err(e.into());
                 };
                 tracing::debug!(error = %e, ?delay, "cloud-init wait interrupted; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Waits until the VPS's Docker engine answers (`docker version`), polling with the
+/// lifecycle's pauses until `deadline`; the last error if it never does. On an image
+/// without Docker, cloud-init installs it meanwhile.
+pub(crate) async fn wait_for_docker(docker: &Docker, deadline: Instant) -> Result<(), StepError> {
+    let mut delays = retry_pauses();
+    loop {
+        match docker.server_version().await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let Some(delay) = delays.next_within(remaining) else {
+                    return Err(e.into());
+                };
+                tracing::debug!(error = %e, ?delay, "Docker does not answer yet; retrying");
                 tokio::time::sleep(delay).await;
             }
         }
