@@ -160,7 +160,8 @@ pub enum Command {
     /// List what this provider instance made that no host accounts for; --delete deletes it.
     ///
     /// Leaks are VPS instances without a host record (a failed or killed create), uploaded
-    /// SSH keys, local key directories and VPS snapshots of hosts that exist no more.
+    /// SSH keys and local key directories of hosts that exist no more, and VPS snapshots of
+    /// running hosts that their record does not mention (left by a wake).
     /// Nothing younger than --older-than, and nothing that cannot be judged (a VPS that
     /// does not answer, another machine's host), counts. Exits 1 if a deletion failed.
     Cleanup {

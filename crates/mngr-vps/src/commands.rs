@@ -486,7 +486,7 @@ async fn cleanup(
     reporter.finish();
     let leaks = found?;
     let report = if delete && !leaks.is_empty() {
-        reporter.activity(&format!("deleting {} leaks", leaks.len()));
+        reporter.activity(&format!("deleting {}", count_of(leaks.len(), "leak")));
         let report = provider.delete_leaks(&leaks).await;
         reporter.finish();
         Some(report)
@@ -517,10 +517,10 @@ async fn cleanup(
     print!("{}", output::leaks_table(&views));
     match &report {
         None => println!(
-            "{} leaks older than {age}; delete them with `mngr-vps {}cleanup --older-than {} --delete`",
-            leaks.len(),
+            "{} older than {age}; delete {} with `mngr-vps {}cleanup --older-than {age} --delete`",
+            count_of(leaks.len(), "leak"),
+            if leaks.len() == 1 { "it" } else { "them" },
             provider_hint(&resolved),
-            age
         ),
         Some(r) => {
             for leak in &r.deleted {
@@ -531,15 +531,24 @@ async fn cleanup(
             }
             if !r.is_complete() {
                 eprintln!(
-                    "{} of {} deletions failed; fix what the messages say and run `mngr-vps {}cleanup --delete` again",
+                    "{} of {} failed; fix what the messages say and run `mngr-vps {}cleanup --older-than {age} --delete` again",
                     r.failed.len(),
-                    leaks.len(),
+                    count_of(leaks.len(), "deletion"),
                     provider_hint(&resolved)
                 );
             }
         }
     }
     Ok(code)
+}
+
+/// `1 leak`, `2 leaks`.
+fn count_of(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 async fn destroy(env: &Env, flag: Option<&str>, name: &str, yes: bool) -> Result<u8, CliError> {

@@ -1,7 +1,7 @@
 //! The command line without hosts: help, argument errors, exit codes, configuration, JSON
 //! shapes, completions and the man page. Only the last tests talk to the Docker engine
-//! (an empty `list` and `cleanup`, a missing host, snapshot input refused before any
-//! lookup); none makes anything.
+//! (an empty `list`, `cleanup` of a key directory left by a host that exists nowhere, a
+//! missing host, snapshot input refused before any lookup); none makes a host.
 
 mod common;
 
@@ -261,7 +261,7 @@ fn an_empty_local_provider_lists_an_empty_json_array_and_misses_hosts_with_3() {
 }
 
 #[test]
-fn an_empty_local_provider_has_no_leaks() {
+fn cleanup_lists_old_leaks_and_deletes_only_with_delete() {
     let home = Home::new();
     let out = home.run(&["cleanup", "--json"]);
     out.code(0);
@@ -275,10 +275,6 @@ fn an_empty_local_provider_has_no_leaks() {
             "failed": [],
         })
     );
-    let out = home.run(&["cleanup", "--older-than", "90m", "--delete", "--json"]);
-    out.code(0);
-    assert_eq!(out.json()["older_than_seconds"], 5400);
-    assert_eq!(out.json()["delete"], true);
     let out = home.run(&["cleanup", "--older-than", "2d"]);
     out.code(0);
     assert!(
@@ -286,6 +282,52 @@ fn an_empty_local_provider_has_no_leaks() {
         "{}",
         out.stdout
     );
+
+    // The keys of a host that exists nowhere, two hours old: a leak (but not at 3h).
+    let id = "host-0123456789abcdef0123456789abcdef";
+    let dir = home.host_dirs().join(id);
+    std::fs::create_dir_all(&dir).expect("key dir");
+    let key = std::fs::File::create(dir.join("vps_client_key")).expect("key file");
+    key.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .expect("mtime");
+    drop(key);
+    let out = home.run(&["cleanup", "--older-than", "3h", "--json"]);
+    out.code(0);
+    assert_eq!(out.json()["leaks"], serde_json::json!([]));
+    let out = home.run(&["cleanup", "--json"]);
+    out.code(0);
+    let leaks = out.json()["leaks"].clone();
+    assert_eq!(leaks.as_array().map(Vec::len), Some(1), "{leaks}");
+    assert_eq!(leaks[0]["kind"], "local-keys");
+    assert_eq!(leaks[0]["host"], id);
+    assert!(
+        leaks[0]["age_seconds"].as_u64().is_some_and(|a| a >= 7200),
+        "{leaks}"
+    );
+    let out = home.run(&["cleanup", "--older-than", "90m"]);
+    out.code(0);
+    assert!(out.stdout.contains("local-keys"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "1 leak older than 90m; delete it with `mngr-vps cleanup --older-than 90m --delete`"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(dir.exists(), "listing deletes nothing");
+
+    let out = home.run(&["cleanup", "--delete"]);
+    out.code(0);
+    assert!(
+        out.stdout.contains("deleted local keys and pins"),
+        "{}",
+        out.stdout
+    );
+    assert!(!dir.exists(), "deleted");
+    let out = home.run(&["cleanup", "--delete", "--json"]);
+    out.code(0);
+    assert_eq!(out.json()["delete"], true);
+    assert_eq!(out.json()["leaks"], serde_json::json!([]));
 }
 
 #[test]
