@@ -149,7 +149,7 @@ async fn create(env: &Env, flag: Option<&str>, args: CreateArgs) -> Result<u8, C
     let result = provider
         .create_host(request, &reporter, ctrl_c.cancel())
         .await;
-    drop(ctrl_c);
+    ctrl_c.stop(&reporter, result.is_ok());
     reporter.finish();
     let host = result?;
     if args.json {
@@ -422,7 +422,7 @@ async fn hibernate(env: &Env, flag: Option<&str>, name: &str) -> Result<u8, CliE
     let result = provider
         .hibernate_host(name, &reporter, ctrl_c.cancel())
         .await;
-    drop(ctrl_c);
+    ctrl_c.stop(&reporter, result.is_ok());
     reporter.finish();
     let info = result?;
     let view = HostView::from(&info);
@@ -452,7 +452,7 @@ async fn wake(env: &Env, flag: Option<&str>, name: &str) -> Result<u8, CliError>
         "removing the new VPS (the host stays hibernated)",
     );
     let result = provider.wake_host(name, &reporter, ctrl_c.cancel()).await;
-    drop(ctrl_c);
+    ctrl_c.stop(&reporter, result.is_ok());
     reporter.finish();
     let host = result?;
     let shown = host.info().display_name();

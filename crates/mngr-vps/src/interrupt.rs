@@ -37,6 +37,15 @@ impl CtrlC {
     pub fn cancel(&self) -> &Cancel {
         &self.cancel
     }
+
+    /// Stops watching once the operation returned. A Ctrl-C that came after its last step
+    /// that can be undone did not stop it: if it `succeeded`, that is said, so the
+    /// "undoing" line is not the last word.
+    pub fn stop(self, reporter: &Reporter, succeeded: bool) {
+        if succeeded && self.cancel.is_cancelled() {
+            reporter.line("the Ctrl-C came too late to undo anything: the operation had passed its last step that can be undone, and finished");
+        }
+    }
 }
 
 impl Drop for CtrlC {
