@@ -2,19 +2,22 @@
 //! thing, and returns the exit code.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
 use docker_ssh::{ExecIo, ExitStatus, OutputStream};
 use local_vps::LocalVpsClient;
 use local_vps_images::Image;
-use vps_docker_provider::{Cancel, CreateHostRequest, Host, StopReason, VpsDockerProvider};
+use vps_docker_provider::{
+    CleanupReport, CreateHostRequest, Host, Step, StopReason, VpsDockerProvider,
+};
 use vps_primitives::{HostId, HostName};
 
 use crate::backend::{self, Images};
-use crate::cli::{Cli, Command, CreateArgs};
+use crate::cli::{Cli, Command, CreateArgs, SnapshotCommand};
 use crate::error::{CliError, code};
-use crate::output::{self, HostView};
+use crate::interrupt::CtrlC;
+use crate::output::{self, HostView, LeakView, SnapshotView};
 use crate::progress::{Mode, Reporter, seconds};
 use crate::settings::{self, ConfigFile, Env, LocalDefaults, Paths, Resolved};
 
@@ -29,7 +32,15 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Exec { name, command } => exec(&env, flag, &name, command).await,
         Command::Ssh { name, command } => ssh(&env, flag, &name, command).await,
         Command::Stop { name } => stop(&env, flag, &name).await,
-        Command::Start { name } => start(&env, flag, &name).await,
+        Command::Start { name, snapshot } => start(&env, flag, &name, snapshot.as_deref()).await,
+        Command::Snapshot(command) => snapshot(&env, flag, command).await,
+        Command::Hibernate { name } => hibernate(&env, flag, &name).await,
+        Command::Wake { name } => wake(&env, flag, &name).await,
+        Command::Cleanup {
+            older_than,
+            delete,
+            json,
+        } => cleanup(&env, flag, older_than, delete, json).await,
         Command::Destroy { name, yes } => destroy(&env, flag, &name, yes).await,
         Command::Config { json } => config(&env, flag, json),
         Command::Completions { shell } => {
@@ -118,6 +129,9 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
 
 async fn create(env: &Env, flag: Option<&str>, args: CreateArgs) -> Result<u8, CliError> {
     let name = HostName::parse(&args.name).map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(source) = &args.from_snapshot {
+        check_name_or_id(&source.host)?;
+    }
     let resolved = resolve(env, flag)?;
     let reporter = Reporter::new(Mode::detect(args.json));
     let started = Instant::now();
@@ -129,45 +143,40 @@ async fn create(env: &Env, flag: Option<&str>, args: CreateArgs) -> Result<u8, C
     request.tags = args.tags.into_iter().collect();
     request.idle_timeout = args.idle_timeout;
     request.idle_mode = args.idle_mode;
+    request.snapshot = args.from_snapshot;
 
-    let (handle, cancel) = Cancel::new();
-    let on_signal = reporter.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.line("interrupted (Ctrl-C)");
-            on_signal.activity("rolling back what was made so far");
-            handle.cancel();
-            // Further Ctrl-Cs must not kill the rollback.
-            while tokio::signal::ctrl_c().await.is_ok() {
-                on_signal.line("still rolling back; it finishes by itself");
-            }
-        }
-    });
-    let result = provider.create_host(request, &reporter, &cancel).await;
-    watcher.abort();
+    let ctrl_c = CtrlC::watch(&reporter, "rolling back what was made so far");
+    let result = provider
+        .create_host(request, &reporter, ctrl_c.cancel())
+        .await;
+    ctrl_c.stop(&reporter, result.is_ok());
     reporter.finish();
     let host = result?;
-    let view = HostView::from(host.info());
     if args.json {
         print_json(&output::Created {
-            host: view,
+            host: HostView::from(host.info()),
             phases: output::phases(host.phases()),
             warnings: host.warnings().to_vec(),
         })?;
     } else {
-        let p = provider_hint(&resolved);
         println!(
             "created host {name} ({}) on provider {} in {}",
             host.id(),
             resolved.provider,
             seconds(started.elapsed())
         );
-        println!("  run a command: mngr-vps {p}exec {name} -- uname -a");
-        println!("  open a shell:  mngr-vps {p}ssh {name}");
-        println!("  destroy it:    mngr-vps {p}destroy {name}");
+        print_next_steps(&resolved, name.as_ref());
     }
     host.close().await;
     Ok(code::OK)
+}
+
+/// What to do with a running host, after `create` and `wake`.
+fn print_next_steps(resolved: &Resolved, name: &str) {
+    let p = provider_hint(resolved);
+    println!("  run a command: mngr-vps {p}exec {name} -- uname -a");
+    println!("  open a shell:  mngr-vps {p}ssh {name}");
+    println!("  destroy it:    mngr-vps {p}destroy {name}");
 }
 
 async fn list(env: &Env, flag: Option<&str>, json: bool) -> Result<u8, CliError> {
@@ -297,17 +306,249 @@ async fn stop(env: &Env, flag: Option<&str>, name: &str) -> Result<u8, CliError>
     Ok(code::OK)
 }
 
-async fn start(env: &Env, flag: Option<&str>, name: &str) -> Result<u8, CliError> {
+async fn start(
+    env: &Env,
+    flag: Option<&str>,
+    name: &str,
+    snapshot: Option<&str>,
+) -> Result<u8, CliError> {
     check_name_or_id(name)?;
     let reporter = Reporter::new(Mode::detect(false));
     let (_, provider) = open(env, flag, &reporter).await?;
-    reporter.activity(&format!("starting {name}"));
-    let result = provider.start_host(name).await;
+    let result = match snapshot {
+        None => {
+            reporter.activity(&format!("starting {name}"));
+            provider.start_host(name).await
+        }
+        Some(snap) => {
+            reporter.activity(&format!(
+                "{} ({name}, snapshot {snap})",
+                Step::RestoreSnapshot.describe()
+            ));
+            provider.start_from_snapshot(name, snap).await
+        }
+    };
     reporter.finish();
     let host = result?;
-    println!("started host {}", host.info().display_name());
+    for w in host.warnings() {
+        eprintln!("warning: {w}");
+    }
+    match snapshot {
+        None => println!("started host {}", host.info().display_name()),
+        Some(snap) => println!(
+            "started host {} from its snapshot {snap}",
+            host.info().display_name()
+        ),
+    }
     host.close().await;
     Ok(code::OK)
+}
+
+async fn snapshot(env: &Env, flag: Option<&str>, command: SnapshotCommand) -> Result<u8, CliError> {
+    match command {
+        SnapshotCommand::Create {
+            name,
+            snapshot,
+            json,
+        } => {
+            check_name_or_id(&name)?;
+            let reporter = Reporter::new(Mode::detect(json));
+            let (resolved, provider) = open(env, flag, &reporter).await?;
+            reporter.activity(&format!("{} ({name})", Step::ContainerSnapshot.describe()));
+            let result = provider.create_snapshot(&name, snapshot.as_deref()).await;
+            reporter.finish();
+            let taken = SnapshotView::from(&result?);
+            if json {
+                print_json(&taken)?;
+            } else {
+                println!(
+                    "took snapshot {} of host {name} ({})",
+                    taken.name, taken.image
+                );
+                println!(
+                    "  restore it:  mngr-vps {}start {name} --snapshot {}",
+                    provider_hint(&resolved),
+                    vps_primitives::quote(&taken.name)
+                );
+            }
+            Ok(code::OK)
+        }
+        SnapshotCommand::List { name, json } => {
+            check_name_or_id(&name)?;
+            let (resolved, provider) = open(env, flag, &Reporter::new(Mode::Quiet)).await?;
+            let listed: Vec<SnapshotView> = provider
+                .list_snapshots(&name)
+                .await?
+                .iter()
+                .map(SnapshotView::from)
+                .collect();
+            if json {
+                print_json(&listed)?;
+            } else if listed.is_empty() {
+                println!(
+                    "host {name} has no snapshots; take one with `mngr-vps {}snapshot create {name}`",
+                    provider_hint(&resolved)
+                );
+            } else {
+                print!("{}", output::snapshots_table(&listed));
+            }
+            Ok(code::OK)
+        }
+        SnapshotCommand::Delete { name, snapshot } => {
+            check_name_or_id(&name)?;
+            let reporter = Reporter::new(Mode::detect(false));
+            let (_, provider) = open(env, flag, &reporter).await?;
+            reporter.activity(&format!(
+                "{} ({name}, {snapshot})",
+                Step::DeleteSnapshot.describe()
+            ));
+            let result = provider.delete_snapshot(&name, &snapshot).await;
+            reporter.finish();
+            let deleted = result?;
+            println!("deleted snapshot {} of host {name}", deleted.name);
+            Ok(code::OK)
+        }
+    }
+}
+
+async fn hibernate(env: &Env, flag: Option<&str>, name: &str) -> Result<u8, CliError> {
+    check_name_or_id(name)?;
+    let reporter = Reporter::new(Mode::detect(false));
+    let (resolved, provider) = open(env, flag, &reporter).await?;
+    let ctrl_c = CtrlC::watch(
+        &reporter,
+        "undoing the hibernate (the container starts again, the unfinished snapshot is deleted)",
+    );
+    let result = provider
+        .hibernate_host(name, &reporter, ctrl_c.cancel())
+        .await;
+    ctrl_c.stop(&reporter, result.is_ok());
+    reporter.finish();
+    let info = result?;
+    let view = HostView::from(&info);
+    println!(
+        "hibernated host {} ({}): its VPS is gone, {} holds it",
+        info.display_name(),
+        info.id,
+        view.status_detail
+            .as_deref()
+            .unwrap_or("a provider snapshot")
+    );
+    println!(
+        "  wake it:     mngr-vps {}wake {}",
+        provider_hint(&resolved),
+        info.display_name()
+    );
+    Ok(code::OK)
+}
+
+async fn wake(env: &Env, flag: Option<&str>, name: &str) -> Result<u8, CliError> {
+    check_name_or_id(name)?;
+    let reporter = Reporter::new(Mode::detect(false));
+    let started = Instant::now();
+    let (resolved, provider) = open(env, flag, &reporter).await?;
+    let ctrl_c = CtrlC::watch(
+        &reporter,
+        "removing the new VPS (the host stays hibernated)",
+    );
+    let result = provider.wake_host(name, &reporter, ctrl_c.cancel()).await;
+    ctrl_c.stop(&reporter, result.is_ok());
+    reporter.finish();
+    let host = result?;
+    let shown = host.info().display_name();
+    println!(
+        "woke host {shown} ({}) on a new VPS{} in {}",
+        host.id(),
+        host.info()
+            .instance_id
+            .as_ref()
+            .map(|i| format!(" ({i})"))
+            .unwrap_or_default(),
+        seconds(started.elapsed())
+    );
+    print_next_steps(&resolved, &shown);
+    host.close().await;
+    Ok(code::OK)
+}
+
+async fn cleanup(
+    env: &Env,
+    flag: Option<&str>,
+    older_than: Duration,
+    delete: bool,
+    json: bool,
+) -> Result<u8, CliError> {
+    let reporter = Reporter::new(Mode::detect(json));
+    let (resolved, provider) = open(env, flag, &reporter).await?;
+    let age = output::duration_arg(older_than);
+    reporter.activity(&format!("looking for leaks older than {age}"));
+    let found = provider.find_leaks(older_than).await;
+    reporter.finish();
+    let leaks = found?;
+    let report = if delete && !leaks.is_empty() {
+        reporter.activity(&format!("deleting {}", count_of(leaks.len(), "leak")));
+        let report = provider.delete_leaks(&leaks).await;
+        reporter.finish();
+        Some(report)
+    } else {
+        None
+    };
+    let code = match &report {
+        Some(r) if !r.is_complete() => code::FAILED,
+        _ => code::OK,
+    };
+    if json {
+        let report = report.or_else(|| delete.then(CleanupReport::default));
+        print_json(&output::CleanupView::new(
+            older_than,
+            &leaks,
+            report.as_ref(),
+        ))?;
+        return Ok(code);
+    }
+    if leaks.is_empty() {
+        println!(
+            "no leaks older than {age} at provider {}",
+            resolved.provider
+        );
+        return Ok(code);
+    }
+    let views: Vec<LeakView> = leaks.iter().map(LeakView::from).collect();
+    print!("{}", output::leaks_table(&views));
+    match &report {
+        None => println!(
+            "{} older than {age}; delete {} with `mngr-vps {}cleanup --older-than {age} --delete`",
+            count_of(leaks.len(), "leak"),
+            if leaks.len() == 1 { "it" } else { "them" },
+            provider_hint(&resolved),
+        ),
+        Some(r) => {
+            for leak in &r.deleted {
+                println!("deleted {leak}");
+            }
+            for (leak, error) in &r.failed {
+                eprintln!("could not delete {leak}: {error}");
+            }
+            if !r.is_complete() {
+                eprintln!(
+                    "{} of {} failed; fix what the messages say and run `mngr-vps {}cleanup --older-than {age} --delete` again",
+                    r.failed.len(),
+                    count_of(leaks.len(), "deletion"),
+                    provider_hint(&resolved)
+                );
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `1 leak`, `2 leaks`.
+fn count_of(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 async fn destroy(env: &Env, flag: Option<&str>, name: &str, yes: bool) -> Result<u8, CliError> {

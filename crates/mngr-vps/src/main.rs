@@ -6,12 +6,14 @@
 //! Modules: [`cli`] (clap definitions), [`settings`] (directories, config file and provider
 //! resolution with the origin of every value; pure), [`backend`] (building the provider
 //! instance), [`commands`] (the verbs), [`output`] (JSON shape and tables; pure),
-//! [`progress`] (spinner, plain lines, or nothing), [`error`] (exit codes).
+//! [`progress`] (spinner, plain lines, or nothing), [`interrupt`] (Ctrl-C), [`error`]
+//! (exit codes).
 
 mod backend;
 mod cli;
 mod commands;
 mod error;
+mod interrupt;
 mod output;
 mod progress;
 mod settings;

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use vps_docker_provider::{HostInfo, HostStatus, Phases};
+use vps_docker_provider::{
+    CleanupReport, ContainerSnapshot, HostInfo, HostStatus, Leak, LeakKind, Phases,
+};
 
 use crate::settings::Setting;
 
@@ -18,9 +20,10 @@ pub struct HostView {
     pub name: Option<String>,
     /// The provider instance.
     pub provider: String,
-    /// `running`, `stopped`, `starting`, `unreachable` or `failed`.
+    /// `running`, `stopped`, `starting`, `unreachable`, `hibernated` or `failed`.
     pub status: &'static str,
-    /// Why, for `stopped` (`user`, `idle`, `crashed`), `unreachable` and `failed`.
+    /// Why, for `stopped` (`user`, `idle`, `crashed`), `unreachable` and `failed`;
+    /// `snapshot <id>` (the provider snapshot that holds it) for `hibernated`.
     pub status_detail: Option<String>,
     /// The provider's instance id.
     pub instance_id: Option<String>,
@@ -56,7 +59,8 @@ impl From<&HostInfo> for HostView {
             HostStatus::Unreachable { reason } | HostStatus::Failed { reason } => {
                 Some(reason.clone())
             }
-            _ => None,
+            HostStatus::Hibernated { snapshot } => Some(format!("snapshot {snapshot}")),
+            HostStatus::Running | HostStatus::Starting => None,
         };
         Self {
             id: h.id.to_string(),
@@ -205,6 +209,180 @@ pub fn host_details(h: &HostView) -> String {
         .collect()
 }
 
+/// A container snapshot as `--json` prints it. Fields are added, never renamed or removed.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SnapshotView {
+    /// The image id (`sha256:…`).
+    pub id: String,
+    /// Its name (unique within the host).
+    pub name: String,
+    /// The image reference on the host's VPS.
+    pub image: String,
+    /// When it was taken (RFC 3339).
+    pub created_at: String,
+}
+
+impl From<&ContainerSnapshot> for SnapshotView {
+    fn from(s: &ContainerSnapshot) -> Self {
+        Self {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            image: s.image.clone(),
+            created_at: s.created_at.clone(),
+        }
+    }
+}
+
+/// The `snapshot list` table. The id is shown whole: the verbs take a snapshot's name or
+/// its whole id (with or without `sha256:`), not a prefix.
+pub fn snapshots_table(snapshots: &[SnapshotView]) -> String {
+    let rows: Vec<Vec<String>> = snapshots
+        .iter()
+        .map(|s| vec![s.name.clone(), s.created_at.clone(), s.id.clone()])
+        .collect();
+    table(&["NAME", "CREATED", "ID"], &rows)
+}
+
+/// A leak as `cleanup --json` prints it. Fields are added, never renamed or removed.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LeakView {
+    /// `instance`, `vps-snapshot`, `ssh-key` or `local-keys`.
+    pub kind: &'static str,
+    /// The host it was made for.
+    pub host: String,
+    /// The provider's id of the thing (for `local-keys`: the directory).
+    pub id: String,
+    /// Its label, description or name at the provider (`null` for `local-keys`).
+    pub label: Option<String>,
+    /// Why it counts as leaked.
+    pub why: String,
+    /// Its age in seconds, when known.
+    pub age_seconds: Option<u64>,
+}
+
+impl From<&Leak> for LeakView {
+    fn from(l: &Leak) -> Self {
+        let (kind, id, label) = match &l.kind {
+            LeakKind::Instance { id, label } => ("instance", id.to_string(), Some(label.clone())),
+            LeakKind::Snapshot { id, description } => {
+                ("vps-snapshot", id.to_string(), Some(description.clone()))
+            }
+            LeakKind::SshKey { id, name } => ("ssh-key", id.to_string(), Some(name.clone())),
+            LeakKind::LocalKeys { dir } => ("local-keys", dir.display().to_string(), None),
+        };
+        Self {
+            kind,
+            host: l.host.to_string(),
+            id,
+            label,
+            why: l.why.clone(),
+            age_seconds: l.age.map(|a| a.as_secs()),
+        }
+    }
+}
+
+/// A deletion that failed.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FailedView {
+    /// What was not deleted.
+    pub leak: LeakView,
+    /// Why.
+    pub error: String,
+}
+
+/// What `cleanup --json` prints: what was found, and with `delete`, what was deleted and
+/// what could not be (both empty without it).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CleanupView {
+    /// The threshold.
+    pub older_than_seconds: u64,
+    /// Whether deletion was asked for.
+    pub delete: bool,
+    /// Everything found, in deletion order.
+    pub leaks: Vec<LeakView>,
+    /// Deleted (or already gone).
+    pub deleted: Vec<LeakView>,
+    /// Not deleted, with why.
+    pub failed: Vec<FailedView>,
+}
+
+impl CleanupView {
+    /// The view of `leaks` and, if deletion ran, its `report`.
+    pub fn new(older_than: Duration, leaks: &[Leak], report: Option<&CleanupReport>) -> Self {
+        Self {
+            older_than_seconds: older_than.as_secs(),
+            delete: report.is_some(),
+            leaks: leaks.iter().map(LeakView::from).collect(),
+            deleted: report
+                .map(|r| r.deleted.iter().map(LeakView::from).collect())
+                .unwrap_or_default(),
+            failed: report
+                .map(|r| {
+                    r.failed
+                        .iter()
+                        .map(|(leak, error)| FailedView {
+                            leak: LeakView::from(leak),
+                            error: error.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The `cleanup` table.
+pub fn leaks_table(leaks: &[LeakView]) -> String {
+    let rows: Vec<Vec<String>> = leaks
+        .iter()
+        .map(|l| {
+            let what = match &l.label {
+                Some(label) if !label.is_empty() => format!("{} ({label})", l.id),
+                _ => l.id.clone(),
+            };
+            vec![
+                l.kind.to_owned(),
+                l.host.clone(),
+                what,
+                l.age_seconds
+                    .map(|s| human_duration(Duration::from_secs(s)))
+                    .unwrap_or_else(|| "-".into()),
+                l.why.clone(),
+            ]
+        })
+        .collect();
+    table(&["KIND", "HOST", "WHAT", "AGE", "WHY"], &rows)
+}
+
+/// A duration in its two largest units: `2d3h`, `1h`, `5m30s`, `42s`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let units = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let Some(first) = units.iter().position(|(n, _)| secs >= *n) else {
+        return "0s".into();
+    };
+    let (n, u) = units[first];
+    let mut out = format!("{}{u}", secs / n);
+    if let Some((m, v)) = units.get(first + 1) {
+        let rest = (secs % n) / m;
+        if rest > 0 {
+            out.push_str(&format!("{rest}{v}"));
+        }
+    }
+    out
+}
+
+/// A duration as `--older-than` takes it, in the largest unit that holds it exactly:
+/// `2d`, `1h`, `90m`, `45s`.
+pub fn duration_arg(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
+        .into_iter()
+        .find(|(n, _)| secs > 0 && secs.is_multiple_of(*n))
+        .unwrap_or((1, "s"));
+    format!("{}{unit}", secs / n)
+}
+
 /// The `config` table.
 pub fn settings_table(settings: &[Setting]) -> String {
     let rows: Vec<Vec<String>> = settings
@@ -268,6 +446,139 @@ mod tests {
     #[test]
     fn show_text() {
         insta::assert_snapshot!(host_details(&sample()));
+    }
+
+    fn snapshot() -> SnapshotView {
+        SnapshotView {
+            id: "sha256:5f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff".into(),
+            name: "before-refactor".into(),
+            image: "mngr-snapshot-0123456789abcdef0123456789abcdef:1796220000-000042".into(),
+            created_at: "2026-12-02T14:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn snapshot_json_shape() {
+        insta::assert_json_snapshot!(snapshot());
+    }
+
+    #[test]
+    fn snapshot_table() {
+        let mut other = snapshot();
+        other.name = "mngr-snapshot-host-0123456789abcdef0123456789abcdef-1796223600".into();
+        other.id = "sha256:00aa".into();
+        insta::assert_snapshot!(snapshots_table(&[snapshot(), other]));
+    }
+
+    fn leaks() -> Vec<Leak> {
+        let host =
+            vps_primitives::HostId::parse("host-0123456789abcdef0123456789abcdef").expect("id");
+        vec![
+            Leak {
+                host: host.clone(),
+                kind: LeakKind::Instance {
+                    id: vps_primitives::VpsInstanceId::parse("lvps-0011").expect("id"),
+                    label: "mngr-my-agent".into(),
+                },
+                why: "its VPS has no state container (a failed or interrupted create)".into(),
+                age: Some(Duration::from_secs(7260)),
+            },
+            Leak {
+                host: host.clone(),
+                kind: LeakKind::SshKey {
+                    id: vps_primitives::SshKeyId::parse("key-7").expect("id"),
+                    name: "mngr-local-host-0123456789abcdef0123456789abcdef".into(),
+                },
+                why: "no instance or snapshot of the host exists".into(),
+                age: None,
+            },
+            Leak {
+                host,
+                kind: LeakKind::LocalKeys {
+                    dir: "/home/me/.local/share/mngr-vps/keys/local/hosts/host-0123456789abcdef0123456789abcdef".into(),
+                },
+                why: "no instance or snapshot of the host exists".into(),
+                age: Some(Duration::from_secs(90_000)),
+            },
+        ]
+    }
+
+    #[test]
+    fn cleanup_json_shape() {
+        let leaks = leaks();
+        let report = CleanupReport {
+            deleted: leaks[..2].to_vec(),
+            failed: vec![(leaks[2].clone(), "permission denied".into())],
+        };
+        insta::assert_json_snapshot!(CleanupView::new(
+            Duration::from_secs(3600),
+            &leaks,
+            Some(&report)
+        ));
+        let listed = CleanupView::new(Duration::from_secs(60), &leaks, None);
+        assert!(!listed.delete);
+        assert!(listed.deleted.is_empty() && listed.failed.is_empty());
+        assert_eq!(listed.leaks.len(), 3);
+    }
+
+    #[test]
+    fn leak_table() {
+        let views: Vec<LeakView> = leaks().iter().map(LeakView::from).collect();
+        insta::assert_snapshot!(leaks_table(&views));
+    }
+
+    #[test]
+    fn durations_read_in_two_units() {
+        for (secs, text) in [
+            (0, "0s"),
+            (42, "42s"),
+            (330, "5m30s"),
+            (3600, "1h"),
+            (3660, "1h1m"),
+            (3661, "1h1m"),
+            (183_600, "2d3h"),
+        ] {
+            assert_eq!(human_duration(Duration::from_secs(secs)), text, "{secs}");
+        }
+    }
+
+    #[test]
+    fn duration_args_read_back_as_they_were() {
+        for (secs, text) in [
+            (0, "0s"),
+            (45, "45s"),
+            (5400, "90m"),
+            (3600, "1h"),
+            (172_800, "2d"),
+        ] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(duration_arg(d), text);
+            assert_eq!(crate::cli::parse_duration(text), Ok(d));
+        }
+    }
+
+    #[test]
+    fn a_hibernated_host_names_its_snapshot() {
+        let view = HostView::from(&HostInfo {
+            id: vps_primitives::HostId::parse("host-0123456789abcdef0123456789abcdef").expect("id"),
+            name: Some(vps_primitives::HostName::parse("sleeper").expect("name")),
+            provider: vps_primitives::ProviderName::parse("local").expect("provider"),
+            status: HostStatus::Hibernated {
+                snapshot: vps_primitives::VpsSnapshotId::parse("snap-1").expect("id"),
+            },
+            instance_id: None,
+            instance_status: None,
+            vps_ssh: None,
+            container_ssh: None,
+            image: None,
+            tags: BTreeMap::new(),
+            created_at: None,
+            idle_mode: None,
+            idle_timeout_seconds: None,
+            record: None,
+        });
+        assert_eq!(view.status, "hibernated");
+        assert_eq!(view.status_detail.as_deref(), Some("snapshot snap-1"));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The built binary on the local provider (a real fake VPS on this machine's Docker
 //! engine): create, list, exec (status passed through), ssh with a command, stop, start,
-//! a tampered pin that makes `exec` and `ssh` refuse, destroy, and nothing left.
+//! snapshot create, list, restore and delete, a tampered pin that makes `exec` and `ssh`
+//! refuse, destroy, and nothing left; and a second host hibernated and woken.
 //!
 //! Everything the binary makes carries `com.imbue.mngr.test-run=$MNGR_TEST_RUN_ID` (the
-//! CLI adds it) and the local account of this test's `MNGR_VPS_HOME`, which the guard
-//! removes if the test fails half-way.
+//! CLI adds it) and the local account of the test's `MNGR_VPS_HOME`, which [`Bed`] removes
+//! if the test fails half-way.
 
 mod common;
 
@@ -12,12 +13,81 @@ use std::process::Command;
 
 use common::Home;
 
-/// Removes everything of the home's local account on drop.
-struct Guard {
+/// The binary in a throwaway home, on that home's own local account; removes everything
+/// of the account on drop (a test that fails half-way leaves nothing either).
+struct Bed {
+    home: Home,
     account: String,
 }
 
-impl Drop for Guard {
+impl Bed {
+    fn new() -> Self {
+        testbed::image(testbed::Image::Host);
+        testbed::image(testbed::Image::FakeVps);
+        let home = Home::new();
+        let account =
+            home.run(&["config", "--json"]).code(0).json()["providers.local.account"]["value"]
+                .as_str()
+                .expect("account")
+                .to_owned();
+        assert!(account.starts_with("home-"), "{account}");
+        Self { home, account }
+    }
+
+    /// `mngr-vps ARGS` with the test-run label: (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = self.home.cmd(args);
+        cmd.env("MNGR_TEST_RUN_ID", testbed::run_id());
+        let out = cmd.output().expect("run mngr-vps");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `mngr-vps ARGS`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, stdout, stderr) = self.run(args);
+        assert_eq!(
+            code, 0,
+            "mngr-vps {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        stdout
+    }
+
+    /// The account's filter for `docker … --filter`.
+    fn filter(&self) -> String {
+        format!("label={}={}", local_vps::ACCOUNT_LABEL, self.account)
+    }
+
+    /// Nothing of the account on the engine (containers, volumes, networks), no host's
+    /// keys in the home, and an empty `list`. Images are not checked: local-vps leaves the
+    /// image of a VPS snapshot behind (untagged, still labelled) once a woken VPS ran from
+    /// it; the drop removes it with everything else of the account.
+    fn assert_nothing_left(&self) {
+        assert_eq!(self.ok(&["list", "--json"]).trim(), "[]");
+        let filter = self.filter();
+        for what in [
+            &["ps", "-aq", "--filter", &filter][..],
+            &["volume", "ls", "-q", "--filter", &filter][..],
+            &["network", "ls", "-q", "--filter", &filter][..],
+        ] {
+            let left = testbed::docker(what);
+            assert!(
+                left.is_empty(),
+                "`docker {}` still lists: {left}",
+                what.join(" ")
+            );
+        }
+        let left: Vec<_> = std::fs::read_dir(self.home.host_dirs())
+            .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "host key dirs left: {left:?}");
+    }
+}
+
+impl Drop for Bed {
     fn drop(&mut self) {
         if let Err(e) = testbed::remove_labelled(local_vps::ACCOUNT_LABEL, &self.account) {
             eprintln!("cleanup of account {}: {e}", self.account);
@@ -48,36 +118,10 @@ fn fingerprints(path: &std::path::Path) -> Vec<(String, String)> {
 
 #[test]
 fn a_host_through_its_whole_life_on_the_local_provider() {
-    testbed::image(testbed::Image::Host);
-    testbed::image(testbed::Image::FakeVps);
-    let home = Home::new();
-    let account =
-        home.run(&["config", "--json"]).code(0).json()["providers.local.account"]["value"]
-            .as_str()
-            .expect("account")
-            .to_owned();
-    assert!(account.starts_with("home-"), "{account}");
-    let _guard = Guard {
-        account: account.clone(),
-    };
-    let run = |args: &[&str]| {
-        let mut cmd = home.cmd(args);
-        cmd.env("MNGR_TEST_RUN_ID", testbed::run_id());
-        let out = cmd.output().expect("run mngr-vps");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let ok = |args: &[&str]| {
-        let (code, stdout, stderr) = run(args);
-        assert_eq!(
-            code, 0,
-            "mngr-vps {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        );
-        stdout
-    };
+    let bed = Bed::new();
+    let home = &bed.home;
+    let run = |args: &[&str]| bed.run(args);
+    let ok = |args: &[&str]| bed.ok(args);
 
     // create: plain progress lines on stderr (not a terminal), the summary on stdout
     let (code, stdout, stderr) = run(&["create", "e2e-host", "--tag", "team=infra"]);
@@ -89,7 +133,7 @@ fn a_host_through_its_whole_life_on_the_local_provider() {
         "ps",
         "-q",
         "--filter",
-        &format!("label=com.imbue.mngr.local-vps.account={account}"),
+        &bed.filter(),
         "--filter",
         &format!("label={run_label}"),
     ]);
@@ -150,6 +194,60 @@ fn a_host_through_its_whole_life_on_the_local_provider() {
     ok(&["start", "e2e-host"]);
     ok(&["exec", "e2e-host", "--", "true"]);
 
+    // snapshot: take one, change the container's files and its volume, start from it:
+    // the old content is back; then delete it
+    let write = |value: &str| {
+        ok(&[
+            "exec",
+            "e2e-host",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo {value} > /root/in-container && echo {value} > /mngr/on-volume"),
+        ]);
+    };
+    let read = || {
+        ok(&[
+            "exec",
+            "e2e-host",
+            "--",
+            "cat",
+            "/root/in-container",
+            "/mngr/on-volume",
+        ])
+    };
+    write("old");
+    let taken: serde_json::Value = serde_json::from_str(&ok(&[
+        "snapshot",
+        "create",
+        "e2e-host",
+        "--name",
+        "before change",
+        "--json",
+    ]))
+    .expect("snapshot JSON");
+    assert_eq!(taken["name"], "before change");
+    let snapshot_id = taken["id"].as_str().expect("id").to_owned();
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshot", "list", "e2e-host", "--json"])).expect("JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0], taken);
+    assert!(ok(&["snapshot", "list", "e2e-host"]).contains("before change"));
+    let (code, _, stderr) = run(&["snapshot", "create", "e2e-host", "--name", "before change"]);
+    assert_eq!(code, 2, "a second snapshot of that name: {stderr}");
+    write("new");
+    assert_eq!(read(), "new\nnew\n");
+    let (code, _, stderr) = run(&["start", "e2e-host", "--snapshot", "nope"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("snapshot list e2e-host"), "{stderr}");
+    let out = ok(&["start", "e2e-host", "--snapshot", "before change"]);
+    assert!(out.contains("from its snapshot before change"), "{out}");
+    assert_eq!(read(), "old\nold\n");
+    ok(&["snapshot", "delete", "e2e-host", &snapshot_id]);
+    assert_eq!(ok(&["snapshot", "list", "e2e-host", "--json"]).trim(), "[]");
+    let (code, _, stderr) = run(&["snapshot", "delete", "e2e-host", &snapshot_id]);
+    assert_eq!(code, 3, "already gone: {stderr}");
+
     // a tampered pin: the container's line now holds another key (the VPS's)
     let known_hosts = home.host_dirs().join(&id).join("known_hosts");
     let pins = fingerprints(&known_hosts);
@@ -195,22 +293,87 @@ fn a_host_through_its_whole_life_on_the_local_provider() {
     ok(&["destroy", "e2e-host", "--yes"]);
     let (code, _, stderr) = run(&["destroy", "e2e-host", "--yes"]);
     assert_eq!(code, 3, "{stderr}");
-    assert_eq!(ok(&["list", "--json"]).trim(), "[]");
-    let filter = format!("label=com.imbue.mngr.local-vps.account={account}");
-    for what in [
-        &["ps", "-aq", "--filter", &filter][..],
-        &["volume", "ls", "-q", "--filter", &filter][..],
-        &["network", "ls", "-q", "--filter", &filter][..],
-    ] {
-        let left = testbed::docker(what);
-        assert!(
-            left.is_empty(),
-            "`docker {}` still lists: {left}",
-            what.join(" ")
-        );
-    }
-    let left: Vec<_> = std::fs::read_dir(home.host_dirs())
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "host key dirs left: {left:?}");
+    bed.assert_nothing_left();
+}
+
+#[test]
+fn a_host_hibernated_and_woken_by_the_built_binary() {
+    let bed = Bed::new();
+    let run = |args: &[&str]| bed.run(args);
+    let ok = |args: &[&str]| bed.ok(args);
+    ok(&["create", "e2e-sleeper"]);
+    ok(&[
+        "exec",
+        "e2e-sleeper",
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /root/in-container && echo kept > /mngr/on-volume",
+    ]);
+
+    // hibernate: progress per step on stderr, the VPS gone, the host listed as hibernated
+    let (code, stdout, stderr) = run(&["hibernate", "e2e-sleeper"]);
+    assert_eq!(code, 0, "hibernate\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("hibernated host e2e-sleeper"), "{stdout}");
+    assert!(stdout.contains("wake e2e-sleeper"), "{stdout}");
+    assert!(
+        stderr.contains("✓ taking a snapshot of the VPS"),
+        "{stderr}"
+    );
+    let instances = testbed::docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &bed.filter(),
+        "--filter",
+        "label=com.imbue.mngr.local-vps=instance",
+    ]);
+    assert!(instances.is_empty(), "the VPS is still there: {instances}");
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&["list", "--json"])).expect("list JSON");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["name"], "e2e-sleeper");
+    assert_eq!(list[0]["status"], "hibernated");
+    assert!(
+        list[0]["status_detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("snapshot ")),
+        "{list}"
+    );
+
+    // what needs a VPS says to wake it first (1); a second hibernate is refused (1)
+    let (code, _, stderr) = run(&["exec", "e2e-sleeper", "--", "true"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("mngr-vps wake e2e-sleeper"), "{stderr}");
+    let (code, _, stderr) = run(&["hibernate", "e2e-sleeper"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("hibernated already"), "{stderr}");
+
+    // wake: a new VPS, the container and its volume as they were
+    let (code, stdout, stderr) = run(&["wake", "e2e-sleeper"]);
+    assert_eq!(code, 0, "wake\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("woke host e2e-sleeper"), "{stdout}");
+    assert_eq!(
+        ok(&[
+            "exec",
+            "e2e-sleeper",
+            "--",
+            "cat",
+            "/root/in-container",
+            "/mngr/on-volume"
+        ]),
+        "kept\nkept\n"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ok(&["show", "e2e-sleeper", "--json"]))
+            .expect("show JSON")["status"],
+        "running"
+    );
+    // waking a host that is not hibernated is refused and makes nothing (1)
+    let (code, _, stderr) = run(&["wake", "e2e-sleeper"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("only a hibernated host"), "{stderr}");
+
+    ok(&["destroy", "e2e-sleeper", "--yes"]);
+    bed.assert_nothing_left();
 }

@@ -56,7 +56,8 @@ pub struct CreateHostRequest {
     /// Idle mode; the config's default when `None`.
     pub idle_mode: Option<IdleMode>,
     /// Start from a container snapshot of another host (its image is copied to the new
-    /// VPS, its volume copy fills the new host's volume); `image` is not used then.
+    /// VPS, its volume copy fills the new host's volume); `image` is not used then, and
+    /// `docker build` args are refused.
     pub snapshot: Option<SnapshotSource>,
     /// A hard cap on the host's age since its container last started, seconds: the
     /// watcher stops it then, busy or not.
@@ -275,6 +276,11 @@ impl VpsDockerProvider {
         check_image_name("--image", &image)?;
         let (vps, docker_build_args) = parse_build_args(&request.build_args, config)?;
         let build = crate::build::plan_build(&docker_build_args)?;
+        if build.is_some() && request.snapshot.is_some() {
+            return Err(ProviderError::InvalidInput(
+                "a host from a snapshot runs the snapshot's image: give either a snapshot or `docker build` args, not both (`--vps-` args are fine)".into(),
+            ));
+        }
         if request.max_host_age == Some(0) {
             return Err(ProviderError::InvalidInput(
                 "the maximum host age must be at least 1 second".into(),

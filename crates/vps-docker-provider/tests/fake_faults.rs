@@ -181,6 +181,16 @@ async fn bad_input_is_refused_before_anything_is_created() {
     let mut r = CreateHostRequest::new(name.clone());
     r.tags.insert("a=b".into(), "c".into());
     bad.push(r);
+    // A snapshot and a build: the snapshot's image would be lost to the build's.
+    let context = tempfile::tempdir().expect("context");
+    std::fs::write(context.path().join("Dockerfile"), "FROM scratch\n").expect("Dockerfile");
+    let mut r = CreateHostRequest::new(name.clone());
+    r.build_args = vec![context.path().display().to_string()];
+    r.snapshot = Some(vps_docker_provider::SnapshotSource {
+        host: "other".into(),
+        snapshot: "snap".into(),
+    });
+    bad.push(r);
     for request in bad {
         let e = provider
             .create_host(request.clone(), &NoProgress, &Cancel::never())
