@@ -61,10 +61,9 @@ impl Bed {
         format!("label={}={}", local_vps::ACCOUNT_LABEL, self.account)
     }
 
-    /// Nothing of the account on the engine (containers, volumes, networks), no host's
-    /// keys in the home, and an empty `list`. Images are not checked: local-vps leaves the
-    /// image of a VPS snapshot behind (untagged, still labelled) once a woken VPS ran from
-    /// it; the drop removes it with everything else of the account.
+    /// Nothing of the account on the engine (containers, volumes, networks, images: the
+    /// image of a VPS snapshot that a woken VPS ran from goes with that VPS), no host's
+    /// keys in the home, and an empty `list`.
     fn assert_nothing_left(&self) {
         assert_eq!(self.ok(&["list", "--json"]).trim(), "[]");
         let filter = self.filter();
@@ -72,6 +71,7 @@ impl Bed {
             &["ps", "-aq", "--filter", &filter][..],
             &["volume", "ls", "-q", "--filter", &filter][..],
             &["network", "ls", "-q", "--filter", &filter][..],
+            &["image", "ls", "-q", "--filter", &filter][..],
         ] {
             let left = testbed::docker(what);
             assert!(

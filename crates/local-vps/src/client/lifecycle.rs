@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::time::Duration;
 
-use docker_ssh::{ContainerInfo, PortMapping, PsFilter, RunOptions, VolumeMount};
+use docker_ssh::{ContainerInfo, ObjectKind, PortMapping, PsFilter, RunOptions, VolumeMount};
 use local_vps_images::{Image, Privilege, fake_vps_run_args};
 use tracing::Instrument as _;
 use vps_client::{CreateInstanceRequest, InstanceInfo, VpsClientError, probe_tcp_banner};
@@ -130,11 +130,24 @@ impl LocalVpsClient {
             .ps(true, &filters)
             .await
             .map_err(|e| engine_error(format_args!("listing the containers of {id}"), e))?;
+        let mut images = Vec::new();
         for c in &containers {
+            if let Ok(Some(image)) = self
+                .docker
+                .inspect_format(ObjectKind::Container, &c.id, "{{.Image}}")
+                .await
+            {
+                images.push(image);
+            }
             self.docker
                 .rm(&c.id, true)
                 .await
                 .map_err(|e| engine_error(format_args!("removing the container of {id}"), e))?;
+        }
+        // An instance booted from a snapshot runs from the snapshot's image; deleting the
+        // snapshot only untagged it while the instance used it. Now nothing does.
+        for image in images {
+            self.remove_if_untagged(&image).await;
         }
         let volumes = self
             .docker
@@ -157,6 +170,22 @@ impl LocalVpsClient {
             .network_rm(&networks)
             .await
             .map_err(|e| engine_error(format_args!("removing the network of {id}"), e))
+    }
+
+    /// Removes `image` (an id) if it has no tag left: the image of a deleted snapshot that
+    /// an instance still ran from. A tagged image (the OS image, a live snapshot) stays; one
+    /// another container still uses stays too (the removal is not forced).
+    async fn remove_if_untagged(&self, image: &str) {
+        let tags = self
+            .docker
+            .inspect_format(ObjectKind::Image, image, "{{len .RepoTags}}")
+            .await;
+        if let Ok(Some(n)) = tags
+            && n.trim() == "0"
+            && let Err(e) = self.docker.image_rm(image, false).await
+        {
+            tracing::info!(%image, error = %e, "kept the untagged image of a deleted snapshot");
+        }
     }
 
     async fn create_parts(
