@@ -145,6 +145,7 @@ pub mod plan;
 mod provider;
 mod rollback;
 mod snapshot;
+mod spool;
 mod step;
 mod tags;
 mod transfer;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use cloud_init::{AuthorizedKey, CloudConfig, CloudInitStatus, HostKey};
 use docker_ssh::{
-    Command, Docker, ExecOptions, Executor, LocalExecutor, OutputStream, PrivateKey, PsFilter,
-    PublicKey, SshConfig, SshError, SshPool, SshTarget, generate_ed25519, private_key_openssh,
+    Command, Docker, ExecOptions, Executor, OutputStream, PrivateKey, PsFilter, PublicKey,
+    SshConfig, SshError, SshPool, SshTarget, generate_ed25519, private_key_openssh,
     public_key_line,
 };
 use host_store::{
@@ -34,6 +34,7 @@ use crate::keys::{ClientKeys, HostKeys, KeyStore};
 use crate::plan::{self, ContainerSpec};
 use crate::rollback::{Rollback, Undo};
 use crate::snapshot::{SnapshotOrigin, SnapshotSource};
+use crate::spool::ImageSpool;
 use crate::step::{Cancel, Phases, Progress, Step, run_step};
 
 /// What to create.
@@ -142,6 +143,8 @@ pub(crate) struct Inner {
     pub(crate) config: VpsDockerProviderConfig,
     pub(crate) keys: KeyStore,
     pub(crate) wrap_vps: Option<ExecutorWrapper>,
+    /// Local images saved ahead for this value's creates ([`crate::spool`]).
+    pub(crate) spool: ImageSpool,
 }
 
 /// Wraps the executor a create uses on the VPS after its host key is rotated (see
@@ -181,6 +184,7 @@ impl VpsDockerProvider {
                 config,
                 keys: KeyStore::new(key_dir),
                 wrap_vps: None,
+                spool: ImageSpool::default(),
             }),
         })
     }
@@ -196,6 +200,7 @@ impl VpsDockerProvider {
                 config: self.inner.config.clone(),
                 keys: self.inner.keys.clone(),
                 wrap_vps: Some(wrap),
+                spool: ImageSpool::default(),
             }),
         }
     }
@@ -312,6 +317,14 @@ impl VpsDockerProvider {
             image = origin.image.clone();
         }
 
+        if build.is_none() && origin.is_none() {
+            // Saved while the VPS boots, in case this machine has it (the local provider's
+            // way; without a local engine or image, nothing comes of it).
+            self.inner.spool.prefetch(&image);
+            if self.inner.config.state_image != image {
+                self.inner.spool.prefetch(&self.inner.config.state_image);
+            }
+        }
         let id = HostId::generate();
         // A built image is tagged after the host; `image` (if given) is only made present
         // on the VPS, for the Dockerfile to build FROM.
@@ -435,7 +448,14 @@ impl VpsDockerProvider {
         // so it comes after.
         let transfer = async {
             wait_for_docker(&docker, Instant::now() + config.docker_install()).await?;
-            ensure_image(&docker, &config.state_image, Step::Image, progress).await?;
+            ensure_image(
+                &self.inner.spool,
+                &docker,
+                &config.state_image,
+                Step::Image,
+                progress,
+            )
+            .await?;
             match (plan.origin, plan.build) {
                 (Some(origin), _) => {
                     if !docker.image_exists(plan.image).await? {
@@ -450,11 +470,19 @@ impl VpsDockerProvider {
                     if let Some(base) = &plan.request.image
                         && *base != config.state_image
                     {
-                        ensure_image(&docker, base, Step::Image, progress).await?;
+                        ensure_image(&self.inner.spool, &docker, base, Step::Image, progress)
+                            .await?;
                     }
                 }
                 (None, None) if config.state_image != plan.image => {
-                    ensure_image(&docker, plan.image, Step::Image, progress).await?;
+                    ensure_image(
+                        &self.inner.spool,
+                        &docker,
+                        plan.image,
+                        Step::Image,
+                        progress,
+                    )
+                    .await?;
                 }
                 (None, None) => {}
             }
@@ -1482,8 +1510,10 @@ pub(crate) async fn wait_for_docker(docker: &Docker, deadline: Instant) -> Resul
 }
 
 /// Makes `image` present on the VPS: already there, else streamed from this machine's
-/// engine (`docker save | docker load` over the pooled connection), else pulled there.
+/// engine (`docker save`, started ahead by [`ImageSpool::prefetch`], into `docker load`
+/// over the pooled connection), else pulled there.
 pub(crate) async fn ensure_image(
+    spool: &ImageSpool,
     vps: &Docker,
     image: &str,
     step: Step,
@@ -1492,13 +1522,12 @@ pub(crate) async fn ensure_image(
     if vps.image_exists(image).await? {
         return Ok(());
     }
-    let local = Docker::new(Arc::new(LocalExecutor::new()));
-    if local.image_exists(image).await.unwrap_or(false) {
+    if let Some(saved) = spool.get(image).await? {
         progress.output(
             step,
             &format!("copying {image} from this machine to the VPS"),
         );
-        crate::transfer::copy_image(&local, vps, image).await?;
+        saved.load_into(vps).await?;
         return Ok(());
     }
     progress.output(step, &format!("pulling {image} on the VPS"));
