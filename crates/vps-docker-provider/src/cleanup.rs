@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docker_ssh::{Executor, SshPool, SshTarget};
+use host_store::{HostRecord, StoreError};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use host_store::{HostRecord, StoreError};
 use vps_client::{InstanceInfo, SnapshotInfo, SshKeyInfo};
 use vps_primitives::{
     HOST_ID_TAG_KEY, HostId, PROVIDER_TAG_KEY, ProviderName, SshKeyId, VpsInstanceId,

@@ -35,7 +35,7 @@ use crate::error::{ProviderError, StepError};
 use crate::host::{Host, HostInfo, HostStatus};
 use crate::plan;
 use crate::provider::{
-    InstanceOrder, VpsChoice, VpsDockerProvider, connect_until, record_container,
+    Found, InstanceOrder, VpsChoice, VpsDockerProvider, connect_until, record_container,
 };
 use crate::rollback::{Rollback, Undo};
 use crate::step::{Cancel, Phases, Progress, Step, run_step};
@@ -255,6 +255,17 @@ impl VpsDockerProvider {
             },
             other => other,
         })?;
+        self.hibernate_found(found, progress, cancel).await
+    }
+
+    /// [`Self::hibernate_host`] of a host already looked up (the idle sweep checks what it
+    /// found first).
+    pub(crate) async fn hibernate_found(
+        &self,
+        found: Found,
+        progress: &dyn Progress,
+        cancel: &Cancel,
+    ) -> Result<HostInfo, ProviderError> {
         let host = found.info.display_name();
         let (vps, record) = self.vps_of(&found)?;
         let err = |step, source| ProviderError::Step {
