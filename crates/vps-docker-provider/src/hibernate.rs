@@ -133,24 +133,14 @@ fn by_host(
 }
 
 fn hibernated_info(label: &HibernationLabel, snapshot: &SnapshotInfo) -> HostInfo {
-    HostInfo {
-        id: label.host.clone(),
-        name: Some(label.name.clone()),
-        provider: label.provider.clone(),
-        status: HostStatus::Hibernated {
+    HostInfo::seen(
+        label.host.clone(),
+        Some(label.name.clone()),
+        label.provider.clone(),
+        HostStatus::Hibernated {
             snapshot: snapshot.id.clone(),
         },
-        instance_id: None,
-        instance_status: None,
-        vps_ssh: None,
-        container_ssh: None,
-        image: None,
-        tags: BTreeMap::new(),
-        created_at: None,
-        idle_mode: None,
-        idle_timeout_seconds: None,
-        record: None,
-    }
+    )
 }
 
 impl VpsDockerProvider {

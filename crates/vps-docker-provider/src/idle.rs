@@ -226,8 +226,6 @@ impl VpsDockerProvider {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use vps_primitives::{HostId, HostName, ProviderName, VpsSnapshotId};
 
     use super::*;
@@ -235,22 +233,12 @@ mod tests {
     use crate::step::Step;
 
     fn host(n: u8, status: HostStatus) -> HostInfo {
-        HostInfo {
-            id: HostId::parse(&format!("host-{:032x}", n)).expect("id"),
-            name: Some(HostName::parse(&format!("h{n}")).expect("name")),
-            provider: ProviderName::parse("local").expect("provider"),
+        HostInfo::seen(
+            HostId::parse(&format!("host-{:032x}", n)).expect("id"),
+            Some(HostName::parse(&format!("h{n}")).expect("name")),
+            ProviderName::parse("local").expect("provider"),
             status,
-            instance_id: None,
-            instance_status: None,
-            vps_ssh: None,
-            container_ssh: None,
-            image: None,
-            tags: BTreeMap::new(),
-            created_at: None,
-            idle_mode: None,
-            idle_timeout_seconds: None,
-            record: None,
-        }
+        )
     }
 
     fn every_status() -> Vec<HostStatus> {

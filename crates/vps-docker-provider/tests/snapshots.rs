@@ -10,7 +10,7 @@ use host_store::IdleMode;
 use vps_client::VpsClient;
 use vps_docker_provider::{
     Cancel, CreateHostRequest, Host, HostStatus, IdleAction, NoProgress, ProviderError,
-    SnapshotSource, StopReason, SweepSkip, VpsDockerProviderConfig,
+    SnapshotSource, StopReason, SweepSkip, VpsDockerProvider, VpsDockerProviderConfig,
 };
 use vps_primitives::HostName;
 
@@ -276,15 +276,40 @@ async fn hibernate_then_wake_from_another_process() {
         provider.get_host("sleeper").await,
         Err(ProviderError::HostNotFound(_))
     ));
-    assert!(
-        bed.client
-            .list_snapshots()
-            .await
-            .expect("snapshots")
-            .is_empty()
-    );
-    assert!(bed.client.list_ssh_keys().await.expect("keys").is_empty());
+    assert_nothing_left(&bed).await;
+}
+
+/// Nothing of the account is left: no provider snapshot, no uploaded key, nothing on the
+/// engine or in the key directory.
+async fn assert_nothing_left(bed: &Bed) {
+    let snapshots = bed.client.list_snapshots().await.expect("snapshots");
+    assert!(snapshots.is_empty(), "{snapshots:?}");
+    let keys = bed.client.list_ssh_keys().await.expect("keys");
+    assert!(keys.is_empty(), "{keys:?}");
     bed.assert_nothing_left();
+}
+
+/// How many instances the account has.
+async fn instances(bed: &Bed) -> usize {
+    bed.client
+        .list_instances(None)
+        .await
+        .expect("instances")
+        .len()
+}
+
+/// Runs the idle sweep of `provider`, which must leave its one host alone for `why`.
+async fn sweep_leaves_alone(provider: &VpsDockerProvider, why: SweepSkip) {
+    let sweep = provider
+        .hibernate_idle_hosts(&NoProgress, &Cancel::never())
+        .await
+        .expect("sweep");
+    assert!(
+        sweep.hibernated.is_empty() && sweep.failed.is_empty(),
+        "{sweep}"
+    );
+    let skipped: Vec<&SweepSkip> = sweep.skipped.iter().map(|(_, why)| why).collect();
+    assert_eq!(skipped, [&why], "{sweep}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -350,14 +375,7 @@ async fn the_idle_sweep_hibernates_a_host_its_watcher_stopped() {
         sweep.to_string().contains("idle_action is \"stop\""),
         "{sweep}"
     );
-    assert_eq!(
-        bed.client
-            .list_instances(None)
-            .await
-            .expect("instances")
-            .len(),
-        1
-    );
+    assert_eq!(instances(&bed).await, 1);
 
     // With "hibernate" it hibernates the host: the fake VPS is gone.
     let sweep = provider
@@ -377,13 +395,7 @@ async fn the_idle_sweep_hibernates_a_host_its_watcher_stopped() {
         testbed::docker(&["ps", "-aq", "--filter", &format!("name={instance}")]).is_empty(),
         "the VPS container {instance} is still there"
     );
-    assert!(
-        bed.client
-            .list_instances(None)
-            .await
-            .expect("instances")
-            .is_empty()
-    );
+    assert_eq!(instances(&bed).await, 0);
 
     // Another process lists it as hibernated; its sweep leaves it alone.
     let fresh = bed.fresh();
@@ -393,21 +405,13 @@ async fn the_idle_sweep_hibernates_a_host_its_watcher_stopped() {
     let HostStatus::Hibernated { snapshot } = &listed[0].status else {
         panic!("expected hibernated, got {:?}", listed[0].status);
     };
-    let again = fresh
-        .hibernate_idle_hosts(&NoProgress, &never)
-        .await
-        .expect("sweep");
-    assert!(
-        again.hibernated.is_empty() && again.failed.is_empty(),
-        "{again}"
-    );
-    assert_eq!(
-        again.skipped.iter().map(|(_, why)| why).collect::<Vec<_>>(),
-        [&SweepSkip::NotIdle(HostStatus::Hibernated {
-            snapshot: snapshot.clone()
-        })],
-        "{again}"
-    );
+    sweep_leaves_alone(
+        &fresh,
+        SweepSkip::NotIdle(HostStatus::Hibernated {
+            snapshot: snapshot.clone(),
+        }),
+    )
+    .await;
 
     // Wake brings it back with its files, and exec works over the new pins.
     let woken = fresh
@@ -423,40 +427,17 @@ async fn the_idle_sweep_hibernates_a_host_its_watcher_stopped() {
         .stop_host("dozer", StopReason::User)
         .await
         .expect("stop");
-    let sweep = provider
-        .hibernate_idle_hosts(&NoProgress, &never)
-        .await
-        .expect("sweep");
-    assert!(
-        sweep.hibernated.is_empty() && sweep.failed.is_empty(),
-        "{sweep}"
-    );
-    assert_eq!(
-        sweep.skipped.iter().map(|(_, why)| why).collect::<Vec<_>>(),
-        [&SweepSkip::NotIdle(HostStatus::Stopped {
-            reason: Some(StopReason::User)
-        })],
-        "{sweep}"
-    );
-    assert_eq!(
-        bed.client
-            .list_instances(None)
-            .await
-            .expect("instances")
-            .len(),
-        1
-    );
+    sweep_leaves_alone(
+        provider,
+        SweepSkip::NotIdle(HostStatus::Stopped {
+            reason: Some(StopReason::User),
+        }),
+    )
+    .await;
+    assert_eq!(instances(&bed).await, 1);
 
     provider.destroy_host("dozer").await.expect("destroy");
-    assert!(
-        bed.client
-            .list_snapshots()
-            .await
-            .expect("snapshots")
-            .is_empty()
-    );
-    assert!(bed.client.list_ssh_keys().await.expect("keys").is_empty());
-    bed.assert_nothing_left();
+    assert_nothing_left(&bed).await;
     eprintln!(
         "idle sweep test took {:.1}s",
         started.elapsed().as_secs_f64()
