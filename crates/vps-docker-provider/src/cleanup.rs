@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use docker_ssh::{Executor, SshPool, SshTarget};
 use host_store::{HostRecord, StoreError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use vps_client::{InstanceInfo, SnapshotInfo, SshKeyInfo};
 use vps_primitives::{
     HOST_ID_TAG_KEY, HostId, PROVIDER_TAG_KEY, ProviderName, SshKeyId, VpsInstanceId,
@@ -138,13 +140,16 @@ pub fn snapshot_host(description: &str, provider: &ProviderName) -> Option<HostI
     })
 }
 
-/// The age of a provider timestamp (RFC 3339), if it can be read.
-fn age_of(created_at: Option<&str>) -> Option<Duration> {
-    let at =
-        time::OffsetDateTime::parse(created_at?, &time::format_description::well_known::Rfc3339)
-            .ok()?;
-    let age = time::OffsetDateTime::now_utc() - at;
-    Some(age.try_into().unwrap_or_default())
+/// The age at `now` of something created at `at` (zero if the clocks disagree and it lies
+/// in the future).
+fn age_since(at: OffsetDateTime, now: OffsetDateTime) -> Duration {
+    (now - at).try_into().unwrap_or_default()
+}
+
+/// The age at `now` of a provider timestamp (RFC 3339), if it can be read.
+fn age_of(created_at: Option<&str>, now: OffsetDateTime) -> Option<Duration> {
+    let at = OffsetDateTime::parse(created_at?, &Rfc3339).ok()?;
+    Some(age_since(at, now))
 }
 
 /// What a look at an instance showed.
@@ -161,8 +166,11 @@ enum Probe {
 struct Seen<'a> {
     provider: &'a ProviderName,
     older_than: Duration,
-    /// Instances with their host and what the probe found and the host's local key age.
-    instances: Vec<(&'a InstanceInfo, HostId, Probe, Option<Duration>)>,
+    /// The time ages are measured at.
+    now: OffsetDateTime,
+    /// Instances with their host and what the probe found. An instance's age is the
+    /// provider's creation time ([`InstanceInfo::created_at`]), never this machine's files.
+    instances: Vec<(&'a InstanceInfo, HostId, Probe)>,
     snapshots: &'a [SnapshotInfo],
     keys: &'a [SshKeyInfo],
     /// Local key directories, with their age.
@@ -174,16 +182,17 @@ fn decide(seen: Seen<'_>) -> Vec<Leak> {
     let mut leaks = Vec::new();
     let mut existing = BTreeSet::new();
     let mut records: BTreeMap<HostId, String> = BTreeMap::new();
-    for (instance, host, probe, key_age) in &seen.instances {
+    for (instance, host, probe) in &seen.instances {
+        let age = instance.created_at.map(|at| age_since(at, seen.now));
         match probe {
-            Probe::NoRecord(why) if old(*key_age) => leaks.push(Leak {
+            Probe::NoRecord(why) if old(age) => leaks.push(Leak {
                 host: host.clone(),
                 kind: LeakKind::Instance {
                     id: instance.id.clone(),
                     label: instance.label.clone(),
                 },
                 why: format!("{why} (a failed or interrupted create)"),
-                age: *key_age,
+                age,
             }),
             Probe::Record(record) => {
                 existing.insert(host.clone());
@@ -194,7 +203,7 @@ fn decide(seen: Seen<'_>) -> Vec<Leak> {
                 records.insert(host.clone(), json);
             }
             Probe::NoRecord(why) | Probe::Unknown(why) => {
-                tracing::info!(%host, instance = %instance.id, %why, "not judged a leak (too young, or it cannot be told)");
+                tracing::info!(%host, instance = %instance.id, %why, ?age, "not judged a leak (too young, no creation time, or it cannot be told)");
                 existing.insert(host.clone());
             }
         }
@@ -203,7 +212,7 @@ fn decide(seen: Seen<'_>) -> Vec<Leak> {
         let Some(host) = snapshot_host(&snapshot.description, seen.provider) else {
             continue;
         };
-        let age = age_of(snapshot.created_at.as_deref());
+        let age = age_of(snapshot.created_at.as_deref(), seen.now);
         if let Some(json) = records.get(&host)
             && !json.contains(snapshot.id.as_str())
             && old(age)
@@ -262,7 +271,7 @@ impl VpsDockerProvider {
     ///
     /// | leak | rule |
     /// |---|---|
-    /// | instance | tagged `mngr-provider=<this provider>` and `mngr-host-id=<id>`, **active**, its VPS answered with this machine's pinned keys, and it holds no record of the host (no state container, or no record in it): a create that failed or was killed before `write-record`. Its age is that of the host's keys on this machine (generated first, before the instance was ordered); it must be at least the threshold |
+    /// | instance | tagged `mngr-provider=<this provider>` and `mngr-host-id=<id>`, **active**, its VPS answered with this machine's pinned keys, and it holds no record of the host (no state container, or no record in it): a create that failed or was killed before `write-record`. Its age is the provider's creation time ([`InstanceInfo::created_at`]), not the host's key files on this machine: those are as old as the host, not as its current instance (a wake orders a new instance with the same keys), and change time when the key directory is copied; it must be at least the threshold |
     /// | uploaded SSH key | named `mngr-<provider>-<host id>`, and the host exists no more (see below); its age is that of the host's local keys if this machine has them, else it counts as old |
     /// | local key directory (keys and pins) | `hosts/<host id>/` in the key directory, the host exists no more, and the keys are older than the threshold |
     /// | provider snapshot | its description carries `mngr-provider=<this provider>` and `mngr-host-id=<id>`, the host runs on an instance whose record does not mention the snapshot (a wake that failed to delete it), and it is older than the threshold |
@@ -271,7 +280,8 @@ impl VpsDockerProvider {
     /// snapshot carries its id (a hibernated host has no instance: its snapshot is the host).
     /// What cannot be judged is never a leak: an instance whose VPS does not answer, one
     /// this machine has no keys for (another machine's host), one that is pending, halted or
-    /// being destroyed, a snapshot without a readable creation time.
+    /// being destroyed, one the provider gives no creation time for, a snapshot without a
+    /// readable creation time.
     pub async fn find_leaks(&self, older_than: Duration) -> Result<Vec<Leak>, ProviderError> {
         let client = &self.inner.client;
         let api = |what: &'static str| {
@@ -316,14 +326,12 @@ impl VpsDockerProvider {
         let instances = ours
             .into_iter()
             .zip(probes)
-            .map(|((i, h), p)| {
-                let age = self.inner.keys.host(&h).age();
-                (i, h, p, age)
-            })
+            .map(|((i, h), p)| (i, h, p))
             .collect();
         let leaks = decide(Seen {
             provider: &self.inner.name,
             older_than,
+            now: OffsetDateTime::now_utc(),
             instances,
             snapshots: &snapshots,
             keys: &keys,
@@ -424,14 +432,21 @@ mod tests {
         ProviderName::parse("local").expect("name")
     }
 
-    fn instance(id: &str, host: &HostId) -> InstanceInfo {
+    /// The time the decisions are made at.
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time")
+    }
+
+    /// An instance the provider says it created `age` before [`now`] (`None`: it does not
+    /// say).
+    fn instance(id: &str, host: &HostId, age: Option<Duration>) -> InstanceInfo {
         InstanceInfo {
             id: VpsInstanceId::parse(id).expect("id"),
             label: format!("mngr-{id}"),
             status: VpsInstanceStatus::Active,
             tags: vec![Tag::provider(&provider()), Tag::host_id(host)],
             address: None,
-            created_at: None,
+            created_at: age.map(|a| now() - a),
         }
     }
 
@@ -467,18 +482,27 @@ mod tests {
         let p = provider();
         let healthy = HostId::generate();
         let killed = HostId::generate();
+        let copied = HostId::generate();
         let young = HostId::generate();
+        let undated = HostId::generate();
         let unreachable = HostId::generate();
         let gone = HostId::generate();
+        let gone_young = HostId::generate();
         let hibernated = HostId::generate();
         let woken = HostId::generate();
-        let (i1, i2, i3, i4, i5) = (
-            instance("a", &healthy),
-            instance("b", &killed),
-            instance("c", &young),
-            instance("d", &unreachable),
-            instance("e", &woken),
-        );
+        let minute = Duration::from_secs(60);
+        // Instance ages (the provider's creation times) and key-file ages disagree on
+        // purpose: an instance is judged by the provider's time only.
+        let i_healthy = instance("a", &healthy, Some(HOUR * 5));
+        let i_killed = instance("b", &killed, Some(HOUR * 2));
+        // Old instance, key files made new (the key directory was copied).
+        let i_copied = instance("c", &copied, Some(HOUR * 2));
+        // New instance (a wake, say), key files as old as the host.
+        let i_young = instance("d", &young, Some(minute));
+        // The provider gives no creation time: it cannot be judged.
+        let i_undated = instance("e", &undated, None);
+        let i_unreachable = instance("f", &unreachable, Some(HOUR * 9));
+        let i_woken = instance("g", &woken, Some(HOUR * 9));
         let snapshot = |id: &str, host: &HostId, at: Option<&str>| SnapshotInfo {
             id: VpsSnapshotId::parse(id).expect("id"),
             description: format!("mngr-provider=local mngr-host-id={host}"),
@@ -498,43 +522,46 @@ mod tests {
         let keys = [
             key(&healthy),
             key(&killed),
+            key(&copied),
             key(&gone),
+            key(&gone_young),
             key(&hibernated),
             key(&young),
+            key(&undated),
         ];
         let dir = |h: &HostId| PathBuf::from(format!("/k/hosts/{h}"));
+        let no_record = || Probe::NoRecord("no record".into());
         let seen = Seen {
             provider: &p,
             older_than: HOUR,
+            now: now(),
             instances: vec![
-                (&i1, healthy.clone(), record(&healthy), Some(HOUR * 5)),
+                (&i_healthy, healthy.clone(), record(&healthy)),
                 (
-                    &i2,
+                    &i_killed,
                     killed.clone(),
                     Probe::NoRecord("no state container".into()),
-                    Some(HOUR * 2),
                 ),
+                (&i_copied, copied.clone(), no_record()),
+                (&i_young, young.clone(), no_record()),
+                (&i_undated, undated.clone(), no_record()),
                 (
-                    &i3,
-                    young.clone(),
-                    Probe::NoRecord("no record".into()),
-                    Some(Duration::from_secs(60)),
-                ),
-                (
-                    &i4,
+                    &i_unreachable,
                     unreachable.clone(),
                     Probe::Unknown("timeout".into()),
-                    Some(HOUR * 9),
                 ),
-                (&i5, woken.clone(), record(&woken), Some(HOUR * 9)),
+                (&i_woken, woken.clone(), record(&woken)),
             ],
             snapshots: &snapshots,
             keys: &keys,
             local: vec![
                 (healthy.clone(), dir(&healthy), Some(HOUR * 5)),
                 (killed.clone(), dir(&killed), Some(HOUR * 2)),
-                (young.clone(), dir(&young), Some(Duration::from_secs(60))),
+                (copied.clone(), dir(&copied), Some(minute)),
+                (young.clone(), dir(&young), Some(HOUR * 5)),
+                (undated.clone(), dir(&undated), Some(HOUR * 9)),
                 (gone.clone(), dir(&gone), Some(HOUR * 3)),
+                (gone_young.clone(), dir(&gone_young), Some(minute)),
                 (hibernated.clone(), dir(&hibernated), Some(HOUR * 3)),
             ],
         };
@@ -545,6 +572,7 @@ mod tests {
             .collect();
         let want = vec![
             (killed.clone(), 0),
+            (copied.clone(), 0),
             (woken.clone(), 1),
             (killed.clone(), 2),
             (gone.clone(), 2),
@@ -552,25 +580,52 @@ mod tests {
             (gone.clone(), 3),
         ];
         assert_eq!(got, want, "{leaks:#?}");
-        // The young create is left alone everywhere, and so are the unreachable host,
-        // the hibernated host (its snapshot, key and keys) and the healthy host.
-        for host in [&healthy, &young, &unreachable, &hibernated] {
+        // An instance's age is the provider's: the copied host's keys are a minute old.
+        let age_of_instance = |host: &HostId| {
+            leaks
+                .iter()
+                .find(|l| &l.host == host && matches!(l.kind, LeakKind::Instance { .. }))
+                .and_then(|l| l.age)
+        };
+        assert_eq!(age_of_instance(&killed), Some(HOUR * 2));
+        assert_eq!(age_of_instance(&copied), Some(HOUR * 2));
+        // Where there is no instance, the key files' age decides: the gone host's key
+        // and keys are old, the young gone host's are not.
+        let gone_key = leaks
+            .iter()
+            .find(|l| l.host == gone && matches!(l.kind, LeakKind::SshKey { .. }))
+            .expect("the gone host's key");
+        assert_eq!(gone_key.age, Some(HOUR * 3));
+        // Left alone everywhere: the young instance (old keys), the undated instance, the
+        // unreachable host, the hibernated host (its snapshot, key and keys), the healthy
+        // host, and the young keys of a host that is gone.
+        for host in [
+            &healthy,
+            &young,
+            &undated,
+            &unreachable,
+            &hibernated,
+            &gone_young,
+        ] {
             assert!(leaks.iter().all(|l| &l.host != host), "{host}: {leaks:#?}");
         }
-        // With a zero threshold the young create is a leak too.
+        // With a zero threshold the young instance is a leak too; the undated one is
+        // still never judged.
         let seen = Seen {
             provider: &p,
             older_than: Duration::ZERO,
-            instances: vec![(
-                &i3,
-                young.clone(),
-                Probe::NoRecord("no record".into()),
-                Some(Duration::from_secs(60)),
-            )],
+            now: now(),
+            instances: vec![
+                (&i_young, young.clone(), no_record()),
+                (&i_undated, undated.clone(), no_record()),
+            ],
             snapshots: &[],
             keys: &[],
             local: vec![],
         };
-        assert_eq!(decide(seen).len(), 1);
+        let leaks = decide(seen);
+        let hosts: Vec<&HostId> = leaks.iter().map(|l| &l.host).collect();
+        assert_eq!(hosts, [&young], "{leaks:#?}");
+        assert_eq!(leaks[0].age, Some(minute));
     }
 }

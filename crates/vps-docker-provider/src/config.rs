@@ -18,6 +18,34 @@ pub enum Builder {
     Depot,
 }
 
+/// What becomes of a host whose idle watcher stopped its container (`idle_action`).
+///
+/// The watcher runs inside the container and can only stop it; a stopped VPS is still
+/// billed on most clouds. Hibernating needs the provider's API, whose credentials never go
+/// to a VPS, so it is done from outside by
+/// [`VpsDockerProvider::hibernate_idle_hosts`](crate::VpsDockerProvider::hibernate_idle_hosts)
+/// (`mngr-vps sweep`), which does nothing unless this is `hibernate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleAction {
+    /// The container stays stopped; the VPS keeps running (and billing).
+    #[default]
+    Stop,
+    /// The sweep hibernates the host: a provider snapshot of the VPS, then the instance is
+    /// destroyed, so only the snapshot's storage is billed.
+    Hibernate,
+}
+
+impl IdleAction {
+    /// The TOML word: `stop` or `hibernate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Hibernate => "hibernate",
+        }
+    }
+}
+
 /// The packages a host container needs, with the check that says each is there
 /// (upstream's list; Debian and apt-based images).
 pub const DEFAULT_CONTAINER_PACKAGES: [&str; 8] = [
@@ -73,6 +101,9 @@ pub struct VpsDockerProviderConfig {
     pub discovery_connect_timeout: f64,
     /// How often the container's activity watcher checks for idleness, seconds.
     pub idle_check_interval: u64,
+    /// What becomes of a host its idle watcher stopped: `stop` (it stays stopped) or
+    /// `hibernate` (the idle sweep, run from outside the VPS, hibernates it).
+    pub idle_action: IdleAction,
     /// The VPS port published to the container's sshd. Published on all interfaces of
     /// the VPS (the container's sshd takes pinned keys only; a cloud firewall opens only
     /// this port and 22).
@@ -111,6 +142,7 @@ impl Default for VpsDockerProviderConfig {
             docker_install_timeout: 300.0,
             discovery_connect_timeout: 10.0,
             idle_check_interval: 15,
+            idle_action: IdleAction::Stop,
             container_ssh_port: 2222,
             default_region: "ewr".into(),
             default_plan: "vc2-1c-1gb".into(),
@@ -142,7 +174,7 @@ impl ConfigError {
 }
 
 /// The keys [`VpsDockerProviderConfig`] reads, in the `_` spelling.
-pub const KNOWN_KEYS: [&str; 23] = [
+pub const KNOWN_KEYS: [&str; 24] = [
     "backend",
     "plugin",
     "is_enabled",
@@ -159,6 +191,7 @@ pub const KNOWN_KEYS: [&str; 23] = [
     "docker_install_timeout",
     "discovery_connect_timeout",
     "idle_check_interval",
+    "idle_action",
     "container_ssh_port",
     "default_region",
     "default_plan",
@@ -199,8 +232,8 @@ impl VpsDockerProviderConfig {
                 ));
             }
         }
-        let config: Self = ours.try_into().map_err(|e: toml::de::Error| {
-            ConfigError::new(&error_key(&e), e.message().to_owned())
+        let config: Self = ours.clone().try_into().map_err(|e: toml::de::Error| {
+            ConfigError::new(&error_key(&ours), e.message().to_owned())
         })?;
         config.validate()?;
         Ok((config, backend))
@@ -343,14 +376,18 @@ fn known_package(package: &str) -> bool {
     DEFAULT_CONTAINER_PACKAGES.contains(&package)
 }
 
-/// The key a TOML error is about, when it names one.
-fn error_key(e: &toml::de::Error) -> String {
-    let message = e.message();
-    // serde's messages quote the field: "invalid type: ... for key `x`", "unknown variant".
-    message
-        .split('`')
-        .nth(1)
-        .map(str::to_owned)
+/// The key a TOML error is about: serde's messages ("unknown variant `x`, expected …",
+/// "invalid type: string \"x\", expected u16") do not say it, so each key is read alone
+/// and the first one that fails is it.
+fn error_key(table: &toml::Table) -> String {
+    table
+        .iter()
+        .find(|(key, value)| {
+            let mut one = toml::Table::new();
+            one.insert((*key).clone(), (*value).clone());
+            one.try_into::<VpsDockerProviderConfig>().is_err()
+        })
+        .map(|(key, _)| key.clone())
         .unwrap_or_else(|| "<table>".to_owned())
 }
 
@@ -445,12 +482,38 @@ mod tests {
 
     #[test]
     fn type_errors_name_the_key() {
-        let e = parse("container_ssh_port = \"x\"").expect_err("wrong type");
-        assert!(
-            e.to_string().contains("container_ssh_port") || e.rule.contains("u16"),
-            "{e}"
-        );
+        let e = parse("default_plan = \"vc2-2c-4gb\"\ncontainer_ssh_port = \"x\"")
+            .expect_err("wrong type");
+        assert_eq!(e.key, "container_ssh_port", "{e}");
+        assert!(e.rule.contains("u16"), "{e}");
         let e = parse("default_idle_mode = \"SOMETIMES\"").expect_err("bad mode");
-        assert!(e.to_string().contains("SOMETIMES"), "{e}");
+        assert_eq!(e.key, "default_idle_mode", "{e}");
+        assert!(e.rule.contains("SOMETIMES"), "{e}");
+    }
+
+    #[test]
+    fn idle_action_is_stop_or_hibernate() {
+        assert_eq!(
+            VpsDockerProviderConfig::default().idle_action,
+            IdleAction::Stop
+        );
+        let (c, _) = parse("idle_action = \"hibernate\"").expect("valid");
+        assert_eq!(c.idle_action, IdleAction::Hibernate);
+        let (c, _) = parse("idle-action = \"stop\"").expect("valid");
+        assert_eq!(c.idle_action, IdleAction::Stop);
+        for bad in ["\"sleep\"", "\"Hibernate\"", "true", "1"] {
+            let text = format!("backend = \"local\"\nidle_action = {bad}");
+            let e = parse(&text).expect_err(&text);
+            assert_eq!(e.key, "idle_action", "{text}: {e}");
+            assert!(
+                e.to_string().starts_with("provider config: `idle_action` "),
+                "{e}"
+            );
+        }
+        let e = parse("idle_action = \"sleep\"").expect_err("unknown word");
+        assert!(
+            e.rule.contains("stop") && e.rule.contains("hibernate"),
+            "the rule lists the words: {e}"
+        );
     }
 }

@@ -35,7 +35,8 @@ use crate::error::{ProviderError, StepError};
 use crate::host::{Host, HostInfo, HostStatus};
 use crate::plan;
 use crate::provider::{
-    InstanceOrder, VpsChoice, VpsDockerProvider, connect_until, record_container, wait_cloud_init,
+    Found, InstanceOrder, VpsChoice, VpsDockerProvider, connect_until, record_container,
+    wait_cloud_init,
 };
 use crate::rollback::{Rollback, Undo};
 use crate::step::{Cancel, Phases, Progress, Step, run_step};
@@ -133,24 +134,14 @@ fn by_host(
 }
 
 fn hibernated_info(label: &HibernationLabel, snapshot: &SnapshotInfo) -> HostInfo {
-    HostInfo {
-        id: label.host.clone(),
-        name: Some(label.name.clone()),
-        provider: label.provider.clone(),
-        status: HostStatus::Hibernated {
+    HostInfo::seen(
+        label.host.clone(),
+        Some(label.name.clone()),
+        label.provider.clone(),
+        HostStatus::Hibernated {
             snapshot: snapshot.id.clone(),
         },
-        instance_id: None,
-        instance_status: None,
-        vps_ssh: None,
-        container_ssh: None,
-        image: None,
-        tags: BTreeMap::new(),
-        created_at: None,
-        idle_mode: None,
-        idle_timeout_seconds: None,
-        record: None,
-    }
+    )
 }
 
 impl VpsDockerProvider {
@@ -255,6 +246,17 @@ impl VpsDockerProvider {
             },
             other => other,
         })?;
+        self.hibernate_found(found, progress, cancel).await
+    }
+
+    /// [`Self::hibernate_host`] of a host already looked up (the idle sweep checks what it
+    /// found first).
+    pub(crate) async fn hibernate_found(
+        &self,
+        found: Found,
+        progress: &dyn Progress,
+        cancel: &Cancel,
+    ) -> Result<HostInfo, ProviderError> {
         let host = found.info.display_name();
         let (vps, record) = self.vps_of(&found)?;
         let err = |step, source| ProviderError::Step {

@@ -151,6 +151,32 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
+    /// What is known of a host before anything else is seen: its id, name, provider and
+    /// state; no instance, addresses, record or record data.
+    pub(crate) fn seen(
+        id: HostId,
+        name: Option<HostName>,
+        provider: ProviderName,
+        status: HostStatus,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            provider,
+            status,
+            instance_id: None,
+            instance_status: None,
+            vps_ssh: None,
+            container_ssh: None,
+            image: None,
+            tags: BTreeMap::new(),
+            created_at: None,
+            idle_mode: None,
+            idle_timeout_seconds: None,
+            record: None,
+        }
+    }
+
     /// The name, else the id, for messages.
     pub fn display_name(&self) -> String {
         self.name

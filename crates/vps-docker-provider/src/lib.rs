@@ -69,6 +69,15 @@
 //! and creates nothing. The uploaded SSH key stays registered while the host sleeps; the
 //! host's keys and pins on this machine are needed to wake it. Destroying a hibernated
 //! host deletes its snapshots, its uploaded key and its local keys.
+//!
+//! # Idle hosts
+//!
+//! The activity watcher inside the container only stops it when idle. With the config's
+//! `idle_action = "hibernate"`, [`VpsDockerProvider::hibernate_idle_hosts`] (the idle sweep,
+//! `mngr-vps sweep`) hibernates every host its idle watcher stopped ([`select_idle_hosts`])
+//! and reports each ([`IdleSweep`]). It runs outside the VPS because hibernating calls the
+//! provider's API, whose credentials never go to a VPS.
+//!
 //! # Building the image
 //!
 //! Build args other than `--vps-region=`, `--vps-plan=` and `--vps-os=` (any other `--vps-`
@@ -140,6 +149,7 @@ mod config;
 mod error;
 mod hibernate;
 mod host;
+mod idle;
 mod keys;
 pub mod plan;
 mod provider;
@@ -156,11 +166,13 @@ pub use build::{
 };
 pub use cleanup::{CleanupReport, Leak, LeakKind, key_host, snapshot_host};
 pub use config::{
-    Builder, ConfigError, DEFAULT_CONTAINER_PACKAGES, KNOWN_KEYS, VpsDockerProviderConfig,
+    Builder, ConfigError, DEFAULT_CONTAINER_PACKAGES, IdleAction, KNOWN_KEYS,
+    VpsDockerProviderConfig,
 };
 pub use error::{ProviderError, RollbackFailure, StepError};
 pub use hibernate::{HIBERNATE_SNAPSHOT_TIMEOUT, HIBERNATION_PREFIX, HibernationLabel};
 pub use host::{Host, HostInfo, HostStatus, StopReason};
+pub use idle::{IdleSweep, SweepSkip, select_idle_hosts};
 pub use keys::{ClientKeys, HostKeys, KeyStore, KeyStoreError};
 pub use provider::{
     CreateHostRequest, ExecutorWrapper, VPS_BUILD_ARGS, VpsChoice, VpsDockerProvider,

@@ -900,22 +900,14 @@ impl VpsDockerProvider {
             .label
             .strip_prefix(VPS_LABEL_PREFIX)
             .and_then(|n| HostName::parse(n).ok());
-        let mut info = HostInfo {
-            id: id.clone(),
-            name: label_name,
-            provider: self.inner.name.clone(),
-            status: HostStatus::Starting,
-            instance_id: Some(instance.id.clone()),
-            instance_status: Some(instance.status),
-            vps_ssh: None,
-            container_ssh: None,
-            image: None,
-            tags: BTreeMap::new(),
-            created_at: None,
-            idle_mode: None,
-            idle_timeout_seconds: None,
-            record: None,
-        };
+        let mut info = HostInfo::seen(
+            id.clone(),
+            label_name,
+            self.inner.name.clone(),
+            HostStatus::Starting,
+        );
+        info.instance_id = Some(instance.id.clone());
+        info.instance_status = Some(instance.status);
         info.status = match instance.status {
             VpsInstanceStatus::Active => self.read_vps(&id, &instance.id, &mut info).await,
             // Booting, or not answering: look, rather than guess.

@@ -1,12 +1,16 @@
-//! Container snapshots and hibernation end to end on `local-vps`: real fake VPSes, the real
-//! host container, pinned keys throughout.
+//! Container snapshots, hibernation and the idle sweep end to end on `local-vps`: real fake
+//! VPSes, the real host container, pinned keys throughout.
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use docker_ssh::Command;
+use host_store::IdleMode;
 use vps_client::VpsClient;
 use vps_docker_provider::{
-    Cancel, CreateHostRequest, Host, HostStatus, NoProgress, ProviderError, SnapshotSource,
+    Cancel, CreateHostRequest, Host, HostStatus, IdleAction, NoProgress, ProviderError,
+    SnapshotSource, StopReason, SweepSkip, VpsDockerProvider, VpsDockerProviderConfig,
 };
 use vps_primitives::HostName;
 
@@ -272,13 +276,170 @@ async fn hibernate_then_wake_from_another_process() {
         provider.get_host("sleeper").await,
         Err(ProviderError::HostNotFound(_))
     ));
-    assert!(
-        bed.client
-            .list_snapshots()
-            .await
-            .expect("snapshots")
-            .is_empty()
-    );
-    assert!(bed.client.list_ssh_keys().await.expect("keys").is_empty());
+    assert_nothing_left(&bed).await;
+}
+
+/// Nothing of the account is left: no provider snapshot, no uploaded key, nothing on the
+/// engine or in the key directory.
+async fn assert_nothing_left(bed: &Bed) {
+    let snapshots = bed.client.list_snapshots().await.expect("snapshots");
+    assert!(snapshots.is_empty(), "{snapshots:?}");
+    let keys = bed.client.list_ssh_keys().await.expect("keys");
+    assert!(keys.is_empty(), "{keys:?}");
     bed.assert_nothing_left();
+}
+
+/// How many instances the account has.
+async fn instances(bed: &Bed) -> usize {
+    bed.client
+        .list_instances(None)
+        .await
+        .expect("instances")
+        .len()
+}
+
+/// Runs the idle sweep of `provider`, which must leave its one host alone for `why`.
+async fn sweep_leaves_alone(provider: &VpsDockerProvider, why: SweepSkip) {
+    let sweep = provider
+        .hibernate_idle_hosts(&NoProgress, &Cancel::never())
+        .await
+        .expect("sweep");
+    assert!(
+        sweep.hibernated.is_empty() && sweep.failed.is_empty(),
+        "{sweep}"
+    );
+    let skipped: Vec<&SweepSkip> = sweep.skipped.iter().map(|(_, why)| why).collect();
+    assert_eq!(skipped, [&why], "{sweep}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_idle_sweep_hibernates_a_host_its_watcher_stopped() {
+    let started = Instant::now();
+    let bed = Bed::with_config(|c| {
+        c.idle_check_interval = 1;
+        c.idle_action = IdleAction::Hibernate;
+    });
+    let provider = &bed.provider;
+    let never = Cancel::never();
+    let mut req = request("dozer");
+    req.idle_timeout = Some(10);
+    req.idle_mode = Some(IdleMode::Ssh);
+    let host = provider
+        .create_host(req, &NoProgress, &never)
+        .await
+        .expect("create");
+    write_both(&host, "kept").await;
+    let id = host.id().clone();
+    let instance = host.info().instance_id.clone().expect("instance");
+    host.close().await;
+
+    // Left alone, it stops by itself.
+    let idle = HostStatus::Stopped {
+        reason: Some(StopReason::Idle),
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = provider.get_host("dozer").await.expect("get").status;
+        if status == idle {
+            break;
+        }
+        assert_eq!(
+            status,
+            HostStatus::Running,
+            "only running, then stopped (idle)"
+        );
+        assert!(Instant::now() < deadline, "the idle host did not stop");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    eprintln!("stopped idle after {:.1}s", started.elapsed().as_secs_f64());
+
+    // With idle_action = "stop" the sweep does nothing, and says so.
+    let stop_only = common::provider_on(
+        &bed.account,
+        bed.keys.path(),
+        VpsDockerProviderConfig {
+            idle_action: IdleAction::Stop,
+            ..provider.config().clone()
+        },
+    );
+    let sweep = stop_only
+        .hibernate_idle_hosts(&NoProgress, &never)
+        .await
+        .expect("sweep");
+    assert_eq!(sweep.action, IdleAction::Stop);
+    assert!(
+        sweep.hibernated.is_empty() && sweep.failed.is_empty() && sweep.skipped.is_empty(),
+        "{sweep}"
+    );
+    assert!(
+        sweep.to_string().contains("idle_action is \"stop\""),
+        "{sweep}"
+    );
+    assert_eq!(instances(&bed).await, 1);
+
+    // With "hibernate" it hibernates the host: the fake VPS is gone.
+    let sweep = provider
+        .hibernate_idle_hosts(&NoProgress, &never)
+        .await
+        .expect("sweep");
+    eprintln!("{sweep}");
+    assert!(sweep.is_complete(), "{sweep}");
+    assert!(sweep.skipped.is_empty(), "{sweep}");
+    let hibernated: Vec<&vps_primitives::HostId> = sweep.hibernated.iter().map(|h| &h.id).collect();
+    assert_eq!(hibernated, [&id], "{sweep}");
+    assert!(
+        matches!(sweep.hibernated[0].status, HostStatus::Hibernated { .. }),
+        "{sweep}"
+    );
+    assert!(
+        testbed::docker(&["ps", "-aq", "--filter", &format!("name={instance}")]).is_empty(),
+        "the VPS container {instance} is still there"
+    );
+    assert_eq!(instances(&bed).await, 0);
+
+    // Another process lists it as hibernated; its sweep leaves it alone.
+    let fresh = bed.fresh();
+    let listed = fresh.list_hosts().await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, id);
+    let HostStatus::Hibernated { snapshot } = &listed[0].status else {
+        panic!("expected hibernated, got {:?}", listed[0].status);
+    };
+    sweep_leaves_alone(
+        &fresh,
+        SweepSkip::NotIdle(HostStatus::Hibernated {
+            snapshot: snapshot.clone(),
+        }),
+    )
+    .await;
+
+    // Wake brings it back with its files, and exec works over the new pins.
+    let woken = fresh
+        .wake_host("dozer", &NoProgress, &never)
+        .await
+        .expect("wake");
+    assert_eq!(woken.id(), &id);
+    assert_eq!(read_both(&woken).await, "kept kept");
+    woken.close().await;
+
+    // A host a user stopped is not hibernated by the sweep.
+    provider
+        .stop_host("dozer", StopReason::User)
+        .await
+        .expect("stop");
+    sweep_leaves_alone(
+        provider,
+        SweepSkip::NotIdle(HostStatus::Stopped {
+            reason: Some(StopReason::User),
+        }),
+    )
+    .await;
+    assert_eq!(instances(&bed).await, 1);
+
+    provider.destroy_host("dozer").await.expect("destroy");
+    assert_nothing_left(&bed).await;
+    eprintln!(
+        "idle sweep test took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
