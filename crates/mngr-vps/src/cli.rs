@@ -149,6 +149,12 @@ pub enum Command {
         /// Host name or id.
         name: String,
     },
+    /// Hibernate every host its idle watcher stopped, when the provider's config says
+    /// `idle_action = "hibernate"`.
+    ///
+    /// Hibernating calls the provider's API, whose key never lives on the VPS, so this runs
+    /// here: from cron or a timer. Exits 1 if any hibernation failed.
+    Sweep,
     /// Wake a hibernated host: a new VPS from its snapshot, its container started again.
     ///
     /// The snapshot is deleted once the host answers. Ctrl-C removes the new VPS (the host

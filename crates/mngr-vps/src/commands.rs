@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Start { name, snapshot } => start(&env, flag, &name, snapshot.as_deref()).await,
         Command::Snapshot(command) => snapshot(&env, flag, command).await,
         Command::Hibernate { name } => hibernate(&env, flag, &name).await,
+        Command::Sweep => sweep(&env, flag).await,
         Command::Wake { name } => wake(&env, flag, &name).await,
         Command::Cleanup {
             older_than,
@@ -409,6 +410,27 @@ async fn snapshot(env: &Env, flag: Option<&str>, command: SnapshotCommand) -> Re
             Ok(code::OK)
         }
     }
+}
+
+async fn sweep(env: &Env, flag: Option<&str>) -> Result<u8, CliError> {
+    let reporter = Reporter::new(Mode::detect(false));
+    let (_, provider) = open(env, flag, &reporter).await?;
+    let ctrl_c = CtrlC::watch(
+        &reporter,
+        "stopping the sweep (a hibernation under way undoes itself)",
+    );
+    let result = provider
+        .hibernate_idle_hosts(&reporter, ctrl_c.cancel())
+        .await;
+    ctrl_c.stop(&reporter, result.is_ok());
+    reporter.finish();
+    let sweep = result?;
+    print!("{sweep}");
+    Ok(if sweep.failed.is_empty() {
+        code::OK
+    } else {
+        code::FAILED
+    })
 }
 
 async fn hibernate(env: &Env, flag: Option<&str>, name: &str) -> Result<u8, CliError> {

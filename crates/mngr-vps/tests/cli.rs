@@ -355,3 +355,28 @@ fn bad_snapshot_input_is_refused_before_anything_is_made() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn sweep_follows_idle_action_and_refuses_a_bad_one() {
+    let home = Home::new();
+    let out = home.run(&["sweep"]);
+    out.code(0);
+    assert!(
+        out.stdout.contains("idle_action is \"stop\""),
+        "{}",
+        out.stdout
+    );
+    home.config("[providers.local]\nidle_action = \"hibernate\"\n");
+    let out = home.run(&["sweep"]);
+    out.code(0);
+    assert!(
+        out.stdout
+            .contains("idle sweep: 0 hibernated, 0 failed, 0 left alone"),
+        "{}",
+        out.stdout
+    );
+    home.config("[providers.local]\nidle_action = \"sleep\"\n");
+    let out = home.run(&["sweep"]);
+    out.code(2);
+    assert!(out.stderr.contains("idle_action"), "{}", out.stderr);
+}
