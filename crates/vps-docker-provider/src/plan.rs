@@ -285,8 +285,8 @@ pub fn rotate_host_key_script(public: &str) -> String {
          chmod 644 \"$tmp.pub\"\n\
          mv -f \"$tmp.pub\" /etc/ssh/ssh_host_ed25519_key.pub\n\
          mv -f \"$tmp\" /etc/ssh/ssh_host_ed25519_key\n\
-         if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ssh 2>/dev/null; then\n\
-         \x20 systemctl reload ssh\n\
+         if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then\n\
+         \x20 systemctl reload ssh.service 2>/dev/null || systemctl reload sshd.service\n\
          else\n\
          \x20 kill -HUP \"$(cat /run/sshd.pid)\"\n\
          fi\n",
