@@ -559,24 +559,14 @@ mod tests {
 
     #[test]
     fn a_hibernated_host_names_its_snapshot() {
-        let view = HostView::from(&HostInfo {
-            id: vps_primitives::HostId::parse("host-0123456789abcdef0123456789abcdef").expect("id"),
-            name: Some(vps_primitives::HostName::parse("sleeper").expect("name")),
-            provider: vps_primitives::ProviderName::parse("local").expect("provider"),
-            status: HostStatus::Hibernated {
+        let view = HostView::from(&HostInfo::seen(
+            vps_primitives::HostId::parse("host-0123456789abcdef0123456789abcdef").expect("id"),
+            Some(vps_primitives::HostName::parse("sleeper").expect("name")),
+            vps_primitives::ProviderName::parse("local").expect("provider"),
+            HostStatus::Hibernated {
                 snapshot: vps_primitives::VpsSnapshotId::parse("snap-1").expect("id"),
             },
-            instance_id: None,
-            instance_status: None,
-            vps_ssh: None,
-            container_ssh: None,
-            image: None,
-            tags: BTreeMap::new(),
-            created_at: None,
-            idle_mode: None,
-            idle_timeout_seconds: None,
-            record: None,
-        });
+        ));
         assert_eq!(view.status, "hibernated");
         assert_eq!(view.status_detail.as_deref(), Some("snapshot snap-1"));
     }

@@ -153,7 +153,7 @@ pub struct HostInfo {
 impl HostInfo {
     /// What is known of a host before anything else is seen: its id, name, provider and
     /// state; no instance, addresses, record or record data.
-    pub(crate) fn seen(
+    pub fn seen(
         id: HostId,
         name: Option<HostName>,
         provider: ProviderName,
