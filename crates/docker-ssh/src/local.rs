@@ -29,6 +29,42 @@ impl LocalExecutor {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Runs `command` with its stdout going straight into `file`: the child writes the
+    /// file itself, so nothing of it passes through this process (for a large stream
+    /// such as a `docker save` into a temporary file, that is the whole cost of it). The
+    /// returned [`Output::stdout`] is empty; stderr is collected as usual.
+    pub async fn run_into_file(
+        &self,
+        command: &Command,
+        file: std::fs::File,
+    ) -> Result<Output, ExecError> {
+        let span = exec_span(command);
+        let started = Instant::now();
+        let result = run_local(command, ExecIo::default(), Some(file))
+            .instrument(span.clone())
+            .await;
+        record(&span, started, &result);
+        result
+    }
+}
+
+fn exec_span(command: &Command) -> tracing::Span {
+    tracing::debug_span!(
+        "exec",
+        target = TARGET,
+        command = %command,
+        duration_ms = tracing::field::Empty,
+        status = tracing::field::Empty,
+    )
+}
+
+fn record(span: &tracing::Span, started: Instant, result: &Result<Output, ExecError>) {
+    span.record("duration_ms", started.elapsed().as_millis() as u64);
+    match result {
+        Ok(out) => span.record("status", tracing::field::display(&out.status)),
+        Err(e) => span.record("status", tracing::field::display(e)),
+    };
 }
 
 #[async_trait]
@@ -38,20 +74,10 @@ impl Executor for LocalExecutor {
     }
 
     async fn execute(&self, command: &Command, io: ExecIo<'_>) -> Result<Output, ExecError> {
-        let span = tracing::debug_span!(
-            "exec",
-            target = TARGET,
-            command = %command,
-            duration_ms = tracing::field::Empty,
-            status = tracing::field::Empty,
-        );
+        let span = exec_span(command);
         let started = Instant::now();
-        let result = run_local(command, io).instrument(span.clone()).await;
-        span.record("duration_ms", started.elapsed().as_millis() as u64);
-        match &result {
-            Ok(out) => span.record("status", tracing::field::display(&out.status)),
-            Err(e) => span.record("status", tracing::field::display(e)),
-        };
+        let result = run_local(command, io, None).instrument(span.clone()).await;
+        record(&span, started, &result);
         result
     }
 }
@@ -64,7 +90,13 @@ fn io_error(command: &Command, source: std::io::Error) -> ExecError {
     }
 }
 
-async fn run_local(command: &Command, io: ExecIo<'_>) -> Result<Output, ExecError> {
+/// Runs `command` locally; `stdout_file`: the child's stdout is that file (nothing of it
+/// is read here) instead of a pipe.
+async fn run_local(
+    command: &Command,
+    io: ExecIo<'_>,
+    stdout_file: Option<std::fs::File>,
+) -> Result<Output, ExecError> {
     let ExecIo {
         stdin,
         on_line,
@@ -89,7 +121,10 @@ async fn run_local(command: &Command, io: ExecIo<'_>) -> Result<Output, ExecErro
     } else {
         Stdio::null()
     })
-    .stdout(Stdio::piped())
+    .stdout(match stdout_file {
+        Some(file) => Stdio::from(file),
+        None => Stdio::piped(),
+    })
     .stderr(Stdio::piped())
     .kill_on_drop(true)
     .process_group(0);
@@ -100,11 +135,15 @@ async fn run_local(command: &Command, io: ExecIo<'_>) -> Result<Output, ExecErro
     })?;
     let pid = child.id();
     let child_stdin = child.stdin.take();
-    let (Some(child_stdout), Some(child_stderr)) = (child.stdout.take(), child.stderr.take())
-    else {
+    // Stdout is a pipe unless it went to a file (then there is nothing to read here).
+    let child_stdout: Box<dyn AsyncRead + Send + Unpin> = match child.stdout.take() {
+        Some(pipe) => Box::new(pipe),
+        None => Box::new(tokio::io::empty()),
+    };
+    let Some(child_stderr) = child.stderr.take() else {
         return Err(io_error(
             command,
-            std::io::Error::other("the child's output pipes are missing"),
+            std::io::Error::other("the child's stderr pipe is missing"),
         ));
     };
 
@@ -293,6 +332,28 @@ mod tests {
             assert_eq!(out.status, ExitStatus::Code(7));
             assert_eq!(out.stdout, b"out\n");
             assert_eq!(out.stderr, b"err\n");
+        });
+    }
+
+    #[test]
+    fn run_into_file_writes_stdout_to_the_file_and_collects_stderr() {
+        use std::io::{Read as _, Seek as _};
+        rt().block_on(async {
+            let mut file = tempfile::tempfile().expect("temp file");
+            let out = LocalExecutor::new()
+                .run_into_file(
+                    &Command::script("printf 'a\\0b'; seq 1 3; echo err >&2; exit 3"),
+                    file.try_clone().expect("clone"),
+                )
+                .await
+                .expect("runs");
+            assert_eq!(out.status, ExitStatus::Code(3));
+            assert!(out.stdout.is_empty(), "stdout went to the file");
+            assert_eq!(out.stderr, b"err\n");
+            let mut written = Vec::new();
+            file.rewind().expect("rewind");
+            file.read_to_end(&mut written).expect("read");
+            assert_eq!(written, b"a\0b1\n2\n3\n");
         });
     }
 

@@ -25,7 +25,12 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: the CLI mostly waits on SSH and provider APIs, and on one thread the
+    // russh session task and the task feeding it stay together. With a worker pool every
+    // 32 KiB packet of an image streamed to a VPS is a cross-thread wake-up, which doubled
+    // this process's CPU per create (0.35 s against 0.6 to 1.0 s, `cargo xtask bench
+    // provider`). Blocking work goes to the blocking pool either way.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -124,7 +124,7 @@ fn print_phases(phases: &Phases) {
     }
 }
 
-#[tokio::main(flavor = "multi_thread")]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let image = ensure_image(Image::Host, &mut |l| eprintln!("[image] {l}")).expect("host image");
@@ -146,11 +146,13 @@ async fn main() {
     let mut destroys = Vec::new();
     let mut last_phases = Phases::default();
     let mut own_share = Vec::new();
+    let mut own_cpu = Vec::new();
     for run in 0..runs {
         let name = format!("bench-{run}");
         let (host, wall, cpu) = create(&one.provider, &name).await;
         creates.push(wall);
         own_share.push(cpu.as_secs_f64() / wall.as_secs_f64());
+        own_cpu.push(cpu);
         last_phases = host.phases().clone();
         if run + 1 < runs {
             host.close().await;
@@ -189,9 +191,15 @@ async fn main() {
     println!("phases of the last create:");
     print_phases(&last_phases);
     let share = own_share.iter().copied().fold(0.0, f64::max);
+    let each: Vec<String> = own_share
+        .iter()
+        .zip(&own_cpu)
+        .map(|(s, cpu)| format!("{:.1} % = {:.2} s", s * 100.0, cpu.as_secs_f64()))
+        .collect();
     println!(
-        "library's own work (process CPU / wall, worst run): {:.1} % (target < 5 %)",
-        share * 100.0
+        "library's own work (process CPU / wall, worst run): {:.1} % (target < 5 %; each run: {})",
+        share * 100.0,
+        each.join(", ")
     );
     println!(
         "\n## stop {}   start {}",

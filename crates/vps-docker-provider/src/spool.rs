@@ -18,14 +18,18 @@ use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::sync::{Arc, Mutex};
 
-use docker_ssh::{Docker, DockerError, LocalExecutor, ObjectKind};
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use docker_ssh::{Docker, DockerError, Executor as _, LocalExecutor, ObjectKind, check_output};
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::error::StepError;
 
-/// How much of the file one read takes (and the pipe into `docker load` holds).
+/// How much of the file one read takes.
 const CHUNK: usize = 1 << 20;
 
 /// One local image, saved into an anonymous file.
@@ -121,7 +125,9 @@ async fn image_id(docker: &Docker, image: &str) -> Result<Option<String>, Docker
         .filter(|id| !id.is_empty()))
 }
 
-/// `docker save IMAGE` into a new anonymous file.
+/// `docker save IMAGE` into a new anonymous file: the `docker` process writes the file
+/// itself (its stdout is the file), so the 191 MB of the host image never pass through
+/// this process.
 async fn save(image: &str) -> Result<SavedImage, String> {
     let docker = local_docker();
     let id = image_id(&docker, image)
@@ -132,17 +138,16 @@ async fn save(image: &str) -> Result<SavedImage, String> {
         .await
         .map_err(|e| format!("the temporary-file task failed: {e}"))?
         .map_err(|e| format!("cannot make a temporary file to save {image} into: {e}"))?;
-    let mut sink = tokio::fs::File::from_std(
-        file.try_clone()
-            .map_err(|e| format!("cannot use the temporary file: {e}"))?,
-    );
-    docker
-        .save(image, &mut sink)
+    let stdout = file
+        .try_clone()
+        .map_err(|e| format!("cannot use the temporary file: {e}"))?;
+    let cmd = docker.cli().save(image);
+    let exec = LocalExecutor::new();
+    let out = exec
+        .run_into_file(&cmd, stdout)
         .await
         .map_err(|e| e.to_string())?;
-    sink.flush()
-        .await
-        .map_err(|e| format!("writing the saved image: {e}"))?;
+    check_output(&exec.target(), &cmd, out).map_err(|e| e.to_string())?;
     let len = file
         .metadata()
         .map_err(|e| format!("reading the saved image's size: {e}"))?
@@ -156,39 +161,137 @@ async fn save(image: &str) -> Result<SavedImage, String> {
 }
 
 impl SavedImage {
-    /// Loads the saved image into `dest` (`docker load`, its input streamed from the file
+    /// Loads the saved image into `dest` (`docker load`, its input read from the file
     /// with positional reads, so several loads of one file may run at once).
     pub(crate) async fn load_into(&self, dest: &Docker) -> Result<(), StepError> {
-        let (mut writer, mut reader) = tokio::io::duplex(CHUNK);
-        let (file, len) = (self.file.clone(), self.len);
-        let feed = async move {
-            let mut offset = 0u64;
-            while offset < len {
-                let f = file.clone();
-                let (buf, n) = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; CHUNK];
-                    f.read_at(&mut buf, offset).map(|n| (buf, n))
-                })
-                .await
-                .map_err(std::io::Error::other)??;
-                if n == 0 {
-                    break;
-                }
-                writer.write_all(&buf[..n]).await?;
-                offset += n as u64;
-            }
-            writer.shutdown().await
-        };
-        let load = async move {
-            let loaded = dest.load(&mut reader).await;
-            // A load that ends early drops its end, so the feed stops too.
-            drop(reader);
-            loaded
-        };
-        let (fed, loaded) = tokio::join!(feed, load);
-        // The load's error says more than the feed's broken pipe.
-        loaded?;
-        fed.map_err(|e| StepError::Check(format!("reading the saved image: {e}")))?;
+        let mut reader = FileReader::new(self.file.clone(), self.len);
+        dest.load(&mut reader).await?;
         Ok(())
+    }
+}
+
+/// Reads `len` bytes of a shared file from its start, a chunk at a time, with positional
+/// reads on the blocking pool (the file's own offset is shared by its clones, so plain
+/// reads would mix up concurrent loads). One chunk buffer is reused throughout.
+struct FileReader {
+    file: Arc<File>,
+    /// The file offset of the next chunk.
+    offset: u64,
+    len: u64,
+    /// The current chunk, and how much of it has been read out.
+    buf: Vec<u8>,
+    pos: usize,
+    pending: Option<tokio::task::JoinHandle<(Vec<u8>, std::io::Result<usize>)>>,
+}
+
+impl FileReader {
+    fn new(file: Arc<File>, len: u64) -> Self {
+        Self {
+            file,
+            offset: 0,
+            len,
+            buf: Vec::new(),
+            pos: 0,
+            pending: None,
+        }
+    }
+}
+
+impl AsyncRead for FileReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.pos < this.buf.len() {
+                let n = out.remaining().min(this.buf.len() - this.pos);
+                out.put_slice(&this.buf[this.pos..this.pos + n]);
+                this.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            let handle = match &mut this.pending {
+                Some(handle) => handle,
+                None if this.offset >= this.len => return Poll::Ready(Ok(())),
+                None => {
+                    let mut buf = std::mem::take(&mut this.buf);
+                    let want = CHUNK.min(usize::try_from(this.len - this.offset).unwrap_or(CHUNK));
+                    buf.resize(want, 0);
+                    let (file, offset) = (this.file.clone(), this.offset);
+                    this.pending.insert(tokio::task::spawn_blocking(move || {
+                        let read = file.read_at(&mut buf, offset);
+                        (buf, read)
+                    }))
+                }
+            };
+            let joined = ready!(Pin::new(handle).poll(cx));
+            this.pending = None;
+            let (mut buf, read) = joined.map_err(std::io::Error::other)?;
+            let n = read?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the saved image ends at {} of its {} bytes (the temporary file was cut short)",
+                        this.offset, this.len
+                    ),
+                )));
+            }
+            buf.truncate(n);
+            this.offset += n as u64;
+            this.buf = buf;
+            this.pos = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+
+    fn file_with(bytes: &[u8]) -> Arc<File> {
+        let mut f = tempfile::tempfile().expect("temp file");
+        f.write_all(bytes).expect("write");
+        Arc::new(f)
+    }
+
+    #[tokio::test]
+    async fn file_reader_reads_the_whole_file_across_chunks_and_concurrently() {
+        let bytes: Vec<u8> = (0..(2 * CHUNK + 12_345)).map(|i| (i % 251) as u8).collect();
+        let file = file_with(&bytes);
+        let len = bytes.len() as u64;
+        let read = |file: Arc<File>| async move {
+            let mut out = Vec::new();
+            FileReader::new(file, len)
+                .read_to_end(&mut out)
+                .await
+                .expect("read");
+            out
+        };
+        let (a, b) = tokio::join!(read(file.clone()), read(file.clone()));
+        assert!(
+            a == bytes && b == bytes,
+            "both readers see every byte in order"
+        );
+    }
+
+    #[tokio::test]
+    async fn file_reader_reports_a_file_shorter_than_said() {
+        let file = file_with(b"short");
+        let mut out = Vec::new();
+        let err = FileReader::new(file, 10)
+            .read_to_end(&mut out)
+            .await
+            .expect_err("cut short");
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(
+            err.to_string().contains("ends at 5 of its 10 bytes"),
+            "{err}"
+        );
     }
 }

@@ -227,7 +227,10 @@ impl SshConfig {
     }
 
     /// The russh client configuration: `nodelay` always on (Nagle costs ~40 ms per
-    /// command), keepalives on.
+    /// command), keepalives on, and AES-256-GCM preferred over russh's first choice,
+    /// ChaCha20-Poly1305: both are AEADs that OpenSSH offers by default, and with AES-NI
+    /// (any x86-64 or ARMv8 server) GCM costs this process a fraction of the CPU per byte,
+    /// which is what an image streamed to a VPS spends most of its CPU on.
     pub(crate) fn russh_config(&self) -> Arc<client::Config> {
         Arc::new(client::Config {
             nodelay: true,
@@ -235,6 +238,10 @@ impl SshConfig {
             keepalive_max: self.keepalive_max,
             inactivity_timeout: None,
             window_size: 8 * 1024 * 1024,
+            preferred: russh::Preferred {
+                cipher: std::borrow::Cow::Borrowed(CIPHERS),
+                ..russh::Preferred::default()
+            },
             ..client::Config::default()
         })
     }
@@ -395,3 +402,13 @@ mod tests {
         });
     }
 }
+
+/// The ciphers offered, in order of preference: russh's defaults with AES-256-GCM first
+/// (see [`SshConfig::russh_config`]).
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];

@@ -287,18 +287,21 @@ impl SshSession {
 
 /// Copies `reader` to the channel in large chunks (russh splits them into packets); the
 /// generic `data(reader)` path copies through an 8 KiB buffer, which halves upload speed.
+/// Each chunk is read into a buffer of its own, which is handed to russh as it is (no copy,
+/// and no zeroing of a buffer that is about to be overwritten).
 async fn send_reader(
     tx: &russh::ChannelWriteHalf<client::Msg>,
     reader: &mut (dyn AsyncRead + Send + Unpin),
 ) -> Result<(), russh::Error> {
     use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; 256 * 1024];
+    const CHUNK: usize = 256 * 1024;
     loop {
-        let n = reader.read(&mut buf).await?;
-        if n == 0 {
+        let mut buf = Vec::with_capacity(CHUNK);
+        // `read_buf` reads at most the spare capacity, so a chunk is at most CHUNK bytes.
+        if reader.read_buf(&mut buf).await? == 0 {
             return Ok(());
         }
-        tx.data_bytes(buf[..n].to_vec()).await?;
+        tx.data_bytes(buf).await?;
     }
 }
 
