@@ -157,6 +157,7 @@ impl Server {
             status,
             tags: tags_of(&self.labels),
             address,
+            published: None,
             created_at,
         })
     }

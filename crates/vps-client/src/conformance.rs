@@ -860,6 +860,24 @@ async fn wait_active(
             client.socket_addr(&id, *port).await,
         )?;
     }
+    let mut ports = request.ports.clone();
+    ports.push(22);
+    for port in ports {
+        let asked = call(
+            check,
+            &format!("socket_addr({id}, {port}) of an active instance"),
+            client.socket_addr(&id, port).await,
+        )?;
+        if info.addr(port) != Some(asked) {
+            return Err(fail(
+                check,
+                format!(
+                    "get_instance's InstanceInfo::addr({port}) is {:?}, socket_addr says {asked}",
+                    info.addr(port)
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

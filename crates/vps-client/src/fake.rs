@@ -409,6 +409,21 @@ impl FakeVpsClient {
             status: instance.status,
             tags: instance.request.tags.clone(),
             address: has_address.then_some(instance.address),
+            // Ports redirected by a test (to a real sshd) are published elsewhere; with
+            // any, every port of the request is listed, as a local VPS lists them.
+            published: (has_address && !instance.port_overrides.is_empty()).then(|| {
+                let mut ports = instance.request.ports.clone();
+                ports.push(22);
+                ports.sort_unstable();
+                ports.dedup();
+                ports
+                    .into_iter()
+                    .map(|p| {
+                        let at = instance.port_overrides.get(&p).copied();
+                        (p, at.unwrap_or(SocketAddr::new(instance.address, p)))
+                    })
+                    .collect()
+            }),
             created_at: Some(instance.created_at),
         }
     }

@@ -69,7 +69,7 @@
 //!             .map_err(|e| VpsClientError::InvalidResponse(e.to_string()))?;
 //!         api.push(InstanceInfo { id: id.clone(), label: req.label.clone(),
 //!             status: vps_primitives::VpsInstanceStatus::Pending, tags: req.tags.clone(), address: None,
-//!             created_at: Some(time::OffsetDateTime::now_utc()) });
+//!             published: None, created_at: Some(time::OffsetDateTime::now_utc()) });
 //!         Ok(id)
 //!     }
 //!     async fn destroy_instance(&self, id: &VpsInstanceId) -> Result<(), VpsClientError> {

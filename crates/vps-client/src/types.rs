@@ -1,7 +1,7 @@
 //! The data that crosses the [`crate::VpsClient`] trait.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use time::OffsetDateTime;
 
@@ -75,9 +75,27 @@ pub struct InstanceInfo {
     pub tags: Vec<Tag>,
     /// Its main IPv4 address, once it has one.
     pub address: Option<IpAddr>,
+    /// Where this machine reaches the instance's ports when that is not `address:port`:
+    /// a local VPS's ports are published on this machine, each on a port of its own, and
+    /// only those are reachable. `None` on a cloud, where every port is at `address`. Read
+    /// it with [`addr`](Self::addr).
+    pub published: Option<Vec<(u16, SocketAddr)>>,
     /// When the provider created it (Vultr's `date_created`, a local VPS container's
     /// creation time), if the provider says; leak cleanup compares it with a cut-off.
     pub created_at: Option<OffsetDateTime>,
+}
+
+impl InstanceInfo {
+    /// Where this machine reaches `port` of the instance, as the read saw it: the same as
+    /// [`VpsClient::socket_addr`](crate::VpsClient::socket_addr) at that time, without a
+    /// request per instance (discovery of many hosts reads them all from one listing).
+    /// `None`: no address yet, or a port the instance does not publish.
+    pub fn addr(&self, port: u16) -> Option<SocketAddr> {
+        match &self.published {
+            None => self.address.map(|ip| SocketAddr::new(ip, port)),
+            Some(ports) => ports.iter().find(|(p, _)| *p == port).map(|(_, a)| *a),
+        }
+    }
 }
 
 /// The progress of a snapshot.

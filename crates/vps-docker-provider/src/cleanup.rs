@@ -392,7 +392,7 @@ impl VpsDockerProvider {
             Ok(v) => v,
             Err(e) => return Probe::Unknown(format!("no usable keys on this machine: {e}")),
         };
-        let addr = match self.inner.client.socket_addr(&instance.id, 22).await {
+        let addr = match self.vps_ssh_addr(instance).await {
             Ok(a) => a,
             Err(e) => return Probe::Unknown(format!("no address: {e}")),
         };
@@ -446,6 +446,7 @@ mod tests {
             status: VpsInstanceStatus::Active,
             tags: vec![Tag::provider(&provider()), Tag::host_id(host)],
             address: None,
+            published: None,
             created_at: age.map(|a| now() - a),
         }
     }

@@ -146,7 +146,7 @@ fn hibernated_info(label: &HibernationLabel, snapshot: &SnapshotInfo) -> HostInf
 
 impl VpsDockerProvider {
     /// The account's hibernation snapshots made by this provider instance.
-    async fn hibernation_snapshots(
+    pub(crate) async fn hibernation_snapshots(
         &self,
     ) -> Result<Vec<(SnapshotInfo, HibernationLabel)>, ProviderError> {
         let all =
@@ -169,17 +169,18 @@ impl VpsDockerProvider {
 
     /// Adds the hibernated hosts to `hosts` (those listed from instances): hosts whose
     /// hibernation snapshot exists and that have no instance.
-    pub(crate) async fn add_hibernated(
-        &self,
+    /// `snapshots`: [`hibernation_snapshots`](Self::hibernation_snapshots), which a
+    /// listing asks for while it reads the VPSes.
+    pub(crate) fn add_hibernated(
         hosts: &mut Vec<HostInfo>,
-    ) -> Result<(), ProviderError> {
+        snapshots: Vec<(SnapshotInfo, HibernationLabel)>,
+    ) {
         let live: BTreeSet<HostId> = hosts.iter().map(|h| h.id.clone()).collect();
-        for (id, (snapshot, label, _)) in by_host(self.hibernation_snapshots().await?) {
+        for (id, (snapshot, label, _)) in by_host(snapshots) {
             if !live.contains(&id) {
                 hosts.push(hibernated_info(&label, &snapshot));
             }
         }
-        Ok(())
     }
 
     /// The hibernated host `name_or_id`, if there is one (a host with an instance is not).

@@ -806,10 +806,13 @@ impl VpsDockerProvider {
                 what: "listing the provider's instances",
                 source: Box::new(source),
             })?;
-        let found =
-            futures::future::join_all(instances.iter().map(|i| self.inspect_instance(i))).await;
+        // The VPSes are read while the provider lists the hibernation snapshots.
+        let (found, sleeping) = tokio::join!(
+            futures::future::join_all(instances.iter().map(|i| self.inspect_instance(i))),
+            self.hibernation_snapshots()
+        );
         let mut hosts: Vec<HostInfo> = found.into_iter().flatten().map(|f| f.info).collect();
-        self.add_hibernated(&mut hosts).await?;
+        Self::add_hibernated(&mut hosts, sleeping?);
         hosts.sort_by_key(|h| h.display_name());
         Ok(hosts)
     }
@@ -909,9 +912,9 @@ impl VpsDockerProvider {
         info.instance_id = Some(instance.id.clone());
         info.instance_status = Some(instance.status);
         info.status = match instance.status {
-            VpsInstanceStatus::Active => self.read_vps(&id, &instance.id, &mut info).await,
+            VpsInstanceStatus::Active => self.read_vps(&id, instance, &mut info).await,
             // Booting, or not answering: look, rather than guess.
-            VpsInstanceStatus::Pending => match self.read_vps(&id, &instance.id, &mut info).await {
+            VpsInstanceStatus::Pending => match self.read_vps(&id, instance, &mut info).await {
                 HostStatus::Unreachable { reason } => HostStatus::Unreachable {
                     reason: format!(
                         "the provider reports the VPS as pending (booting?) and it does not answer: {reason}"
@@ -937,10 +940,31 @@ impl VpsDockerProvider {
 
     /// Reads the record and the container's state from the VPS (two commands on one
     /// connection, in parallel), within the discovery timeout.
+    /// Where the VPS's sshd is: as the listing says, else asked of the provider (a request
+    /// per instance, which discovery of many hosts avoids).
+    pub(crate) async fn vps_ssh_addr(
+        &self,
+        instance: &InstanceInfo,
+    ) -> Result<std::net::SocketAddr, VpsClientError> {
+        self.listed_addr(instance, 22).await
+    }
+
+    /// Where `port` of the instance is: as the listing says, else asked of the provider.
+    async fn listed_addr(
+        &self,
+        instance: &InstanceInfo,
+        port: u16,
+    ) -> Result<std::net::SocketAddr, VpsClientError> {
+        match instance.addr(port) {
+            Some(addr) => Ok(addr),
+            None => self.inner.client.socket_addr(&instance.id, port).await,
+        }
+    }
+
     pub(crate) async fn read_vps(
         &self,
         id: &HostId,
-        instance: &VpsInstanceId,
+        instance: &InstanceInfo,
         info: &mut HostInfo,
     ) -> HostStatus {
         let host_keys = self.inner.keys.host(id);
@@ -953,7 +977,7 @@ impl VpsDockerProvider {
             }
         };
         let timeout = self.inner.config.discovery_connect();
-        let addr = match self.inner.client.socket_addr(instance, 22).await {
+        let addr = match self.vps_ssh_addr(instance).await {
             Ok(a) => a,
             Err(e) => {
                 return HostStatus::Unreachable {
@@ -1032,9 +1056,7 @@ impl VpsDockerProvider {
         }
         if status == HostStatus::Running
             && let Ok(addr) = self
-                .inner
-                .client
-                .socket_addr(instance, self.inner.config.container_ssh_port)
+                .listed_addr(instance, self.inner.config.container_ssh_port)
                 .await
         {
             info.container_ssh = Some(addr);

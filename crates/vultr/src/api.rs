@@ -133,6 +133,7 @@ impl Instance {
             status,
             tags,
             address,
+            published: None,
             created_at,
         })
     }

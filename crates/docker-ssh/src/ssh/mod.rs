@@ -330,6 +330,16 @@ pub(crate) fn sig_name(sig: &russh::Sig) -> String {
     .to_owned()
 }
 
+/// The ciphers offered, in order of preference: russh's defaults with AES-256-GCM first
+/// (see [`SshConfig::russh_config`]).
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,13 +412,3 @@ mod tests {
         });
     }
 }
-
-/// The ciphers offered, in order of preference: russh's defaults with AES-256-GCM first
-/// (see [`SshConfig::russh_config`]).
-const CIPHERS: &[russh::cipher::Name] = &[
-    russh::cipher::AES_256_GCM,
-    russh::cipher::CHACHA20_POLY1305,
-    russh::cipher::AES_256_CTR,
-    russh::cipher::AES_192_CTR,
-    russh::cipher::AES_128_CTR,
-];

@@ -13,7 +13,7 @@ use vps_client::{CreateInstanceRequest, InstanceInfo, VpsClientError, probe_tcp_
 use vps_primitives::{Tag, VpsInstanceId, VpsInstanceStatus};
 
 use super::errors::{engine_error, invalid};
-use super::ports::{SSH_PORT, ports_to_publish, published, published_ports};
+use super::ports::{SSH_PORT, ports_to_publish, published, published_all, published_ports};
 use super::{LocalVpsClient, Names, random_hex};
 use crate::config::LocalOs;
 use crate::labels::{
@@ -82,6 +82,11 @@ impl LocalVpsClient {
             status: self.status_of(c).await,
             tags: tags_from(labels),
             address: c.state.running.then_some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            published: Some(if c.state.running {
+                published_all(c)
+            } else {
+                Vec::new()
+            }),
             // `docker inspect`'s `.Created`, RFC 3339 with nanoseconds.
             created_at: vps_client::time::OffsetDateTime::parse(
                 &c.created,

@@ -44,6 +44,19 @@ pub(super) fn published(c: &ContainerInfo, port: u16) -> Option<SocketAddr> {
     })
 }
 
+/// Every published port of `c`, with where it is published.
+pub(super) fn published_all(c: &ContainerInfo) -> Vec<(u16, SocketAddr)> {
+    let mut all: Vec<(u16, SocketAddr)> = c
+        .network_settings
+        .ports
+        .keys()
+        .filter_map(|k| k.strip_suffix("/tcp")?.parse::<u16>().ok())
+        .filter_map(|port| Some((port, published(c, port)?)))
+        .collect();
+    all.sort_unstable();
+    all
+}
+
 /// The ports of `c` that are published, for messages.
 pub(super) fn published_ports(c: &ContainerInfo) -> Vec<String> {
     c.network_settings
@@ -78,5 +91,12 @@ mod tests {
         assert_eq!(published(&c, 80), None);
         assert_eq!(published(&c, 81), None);
         assert_eq!(published_ports(&c), ["22", "2222"]);
+        assert_eq!(
+            published_all(&c),
+            [
+                (22, "127.0.0.1:49153".parse().expect("addr")),
+                (2222, "127.0.0.1:49155".parse().expect("addr"))
+            ]
+        );
     }
 }
