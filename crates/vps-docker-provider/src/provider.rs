@@ -1003,10 +1003,13 @@ impl VpsDockerProvider {
             let filter = [PsFilter::label(LABEL_HOST_ID, id.as_str())];
             let (record, containers) =
                 tokio::join!(store.read_host_record(id), docker.ps(true, &filter));
-            Ok::<_, String>((
-                record.map_err(|e| e.to_string())?,
-                containers.map_err(|e| e.to_string())?,
-            ))
+            let record = match record {
+                // The VPS answers but was never given its state container: a create
+                // that stopped before that step, which holds no record either.
+                Err(host_store::StoreError::NoStateContainer { .. }) => None,
+                other => other.map_err(|e| e.to_string())?,
+            };
+            Ok::<_, String>((record, containers.map_err(|e| e.to_string())?))
         };
         let outcome = tokio::time::timeout(timeout * 2, read).await;
         pool.close().await;
@@ -1024,7 +1027,9 @@ impl VpsDockerProvider {
         };
         let Some(record) = record else {
             return HostStatus::Failed {
-                reason: "no host record on the VPS (an interrupted create?)".into(),
+                reason: "no host record on the VPS, as a failed or interrupted create leaves \
+                         it; `destroy` removes what it made"
+                    .into(),
             };
         };
         let data = &record.certified_host_data;
