@@ -106,8 +106,11 @@ pub enum SshError {
 impl SshError {
     /// Whether retrying the connection later may succeed (a refused or reset socket, a
     /// dropped connection) as opposed to a permanent refusal (host key, authentication).
+    /// A pool that gave up reconnecting is as transient as its last attempt's error: an
+    /// sshd that is reloading drops connections for longer than a pool's few attempts.
     pub fn is_transient(&self) -> bool {
         match self {
+            SshError::ReconnectFailed { last, .. } => last.is_transient(),
             SshError::Connect { .. }
             | SshError::ConnectTimeout { .. }
             | SshError::SshdNotReady { .. } => true,
@@ -117,8 +120,7 @@ impl SshError {
             ),
             SshError::HostKeyMismatch { .. }
             | SshError::HostKeyNotPinned { .. }
-            | SshError::AuthRejected { .. }
-            | SshError::ReconnectFailed { .. } => false,
+            | SshError::AuthRejected { .. } => false,
         }
     }
 }
@@ -225,5 +227,39 @@ impl ExecError {
     /// True if the command was killed because its timeout expired.
     pub fn is_timeout(&self) -> bool {
         matches!(self, ExecError::Timeout { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_that_gave_up_is_as_transient_as_its_last_error() {
+        let target = || "root@127.0.0.1:2200".to_owned();
+        // What a reloading sshd does to every attempt of a pool.
+        let dropped = || SshError::Protocol {
+            target: target(),
+            source: russh::Error::Disconnect,
+        };
+        let gave_up = |last: SshError| SshError::ReconnectFailed {
+            target: target(),
+            attempts: 4,
+            last: Box::new(last),
+        };
+        assert!(dropped().is_transient());
+        assert!(gave_up(dropped()).is_transient(), "sshd reloading");
+        let rejected = || SshError::AuthRejected {
+            target: target(),
+            fingerprint: "SHA256:x".into(),
+        };
+        assert!(!gave_up(rejected()).is_transient());
+        let unpinned = || SshError::HostKeyNotPinned {
+            host: "127.0.0.1:2200".into(),
+            source_hint: None,
+            offered: "SHA256:y".into(),
+        };
+        assert!(!unpinned().is_transient());
+        assert!(!gave_up(unpinned()).is_transient());
     }
 }

@@ -392,7 +392,7 @@ impl VpsDockerProvider {
             Ok(v) => v,
             Err(e) => return Probe::Unknown(format!("no usable keys on this machine: {e}")),
         };
-        let addr = match self.vps_ssh_addr(instance).await {
+        let addr = match self.listed_addr(instance, 22).await {
             Ok(a) => a,
             Err(e) => return Probe::Unknown(format!("no address: {e}")),
         };

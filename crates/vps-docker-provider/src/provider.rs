@@ -938,19 +938,9 @@ impl VpsDockerProvider {
         })
     }
 
-    /// Reads the record and the container's state from the VPS (two commands on one
-    /// connection, in parallel), within the discovery timeout.
-    /// Where the VPS's sshd is: as the listing says, else asked of the provider (a request
-    /// per instance, which discovery of many hosts avoids).
-    pub(crate) async fn vps_ssh_addr(
-        &self,
-        instance: &InstanceInfo,
-    ) -> Result<std::net::SocketAddr, VpsClientError> {
-        self.listed_addr(instance, 22).await
-    }
-
-    /// Where `port` of the instance is: as the listing says, else asked of the provider.
-    async fn listed_addr(
+    /// Where `port` of the instance is: as the listing says, else asked of the provider (a
+    /// request per instance, which discovery of many hosts avoids).
+    pub(crate) async fn listed_addr(
         &self,
         instance: &InstanceInfo,
         port: u16,
@@ -961,6 +951,8 @@ impl VpsDockerProvider {
         }
     }
 
+    /// Reads the record and the container's state from the VPS (two commands on one
+    /// connection, in parallel), within the discovery timeout.
     pub(crate) async fn read_vps(
         &self,
         id: &HostId,
@@ -977,7 +969,7 @@ impl VpsDockerProvider {
             }
         };
         let timeout = self.inner.config.discovery_connect();
-        let addr = match self.vps_ssh_addr(instance).await {
+        let addr = match self.listed_addr(instance, 22).await {
             Ok(a) => a,
             Err(e) => {
                 return HostStatus::Unreachable {
@@ -1453,7 +1445,13 @@ pub(crate) async fn connect_until(pool: &SshPool, deadline: Instant) -> Result<(
         match pool.connect().await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                let retry = worth_another_connect(&e);
+                // Also a rejected key or another host key: a booting VPS has not installed
+                // ours yet (cloud-init's ssh module), for a while.
+                let retry = e.is_transient()
+                    || matches!(
+                        e,
+                        SshError::AuthRejected { .. } | SshError::HostKeyMismatch { .. }
+                    );
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let Some(delay) = delays.next_within(remaining).filter(|_| retry) else {
                     return Err(e.into());
@@ -1462,19 +1460,6 @@ pub(crate) async fn connect_until(pool: &SshPool, deadline: Instant) -> Result<(
                 tokio::time::sleep(delay).await;
             }
         }
-    }
-}
-
-/// Whether [`connect_until`] tries again (until its deadline) after `e`. A VPS that is
-/// booting refuses, resets or drops connections, and for a while rejects our key (its
-/// keys not installed yet) or offers another host key (the image's, before cloud-init's);
-/// sshd reloading (cloud-init's ssh module, our host-key rotation) drops connections
-/// for longer than the pool's own few attempts, which then end in `ReconnectFailed`.
-fn worth_another_connect(e: &SshError) -> bool {
-    match e {
-        SshError::AuthRejected { .. } | SshError::HostKeyMismatch { .. } => true,
-        SshError::ReconnectFailed { last, .. } => worth_another_connect(last),
-        other => other.is_transient(),
     }
 }
 
@@ -1611,34 +1596,6 @@ pub(crate) async fn setup_container(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn connect_until_retries_what_a_booting_or_reloading_sshd_does_and_nothing_else() {
-        let target = || "root@127.0.0.1:2200".to_owned();
-        let dropped = || SshError::Connect {
-            target: target(),
-            source: std::io::ErrorKind::ConnectionReset.into(),
-        };
-        let gave_up = |last: SshError| SshError::ReconnectFailed {
-            target: target(),
-            attempts: 4,
-            last: Box::new(last),
-        };
-        assert!(worth_another_connect(&dropped()));
-        assert!(worth_another_connect(&gave_up(dropped())), "sshd reloading");
-        let rejected = || SshError::AuthRejected {
-            target: target(),
-            fingerprint: "SHA256:x".into(),
-        };
-        assert!(worth_another_connect(&gave_up(rejected())));
-        let unpinned = || SshError::HostKeyNotPinned {
-            host: "127.0.0.1:2200".into(),
-            source_hint: None,
-            offered: "SHA256:y".into(),
-        };
-        assert!(!worth_another_connect(&unpinned()));
-        assert!(!worth_another_connect(&gave_up(unpinned())));
-    }
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
